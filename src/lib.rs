@@ -1,14 +1,12 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! devbox: one checked-in `sandbox.toml` turned into a working, hardened dev environment.
+//!
+//! Data flows one way: [`config`] loads and validates, [`plan`] resolves engine-neutral
+//! desired state, [`render`] writes it out for other tools; `cli` is the doorway.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod plan;
+pub mod render;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use cli::main;

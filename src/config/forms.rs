@@ -131,6 +131,9 @@ pub struct VolumeLong {
     pub target: String,
     #[serde(default)]
     pub read_only: bool,
+    /// Allow a bind source outside the project directory (reported by `devbox audit`).
+    #[serde(default)]
+    pub allow_outside: bool,
 }
 
 /// A ulimit: `1024` (soft = hard) or `{ soft, hard }`.

@@ -1,0 +1,143 @@
+//! The command line: clap types, one file per command, and the mapping of errors to
+//! exit codes. Commands never talk to an engine directly.
+
+mod check;
+mod config_cmd;
+mod init;
+mod render_cmd;
+mod schema;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::config::{self, raw::EngineChoice, ConfigError, LoadOptions, Loaded};
+
+/// Exit codes: 0 success, 1 a check failed, 2 bad configuration or usage.
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devbox",
+    version,
+    about = "One checked-in sandbox.toml turned into a working, hardened dev environment",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// The sandbox.toml to use; default: searched upward from the current directory.
+    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Override the project name.
+    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Override the engine.
+    #[arg(long, global = true, value_enum, value_name = "ENGINE")]
+    pub engine: Option<EngineArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EngineArg {
+    Auto,
+    Podman,
+    Docker,
+    Native,
+}
+
+impl From<EngineArg> for EngineChoice {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Auto => Self::Auto,
+            EngineArg::Podman => Self::Podman,
+            EngineArg::Docker => Self::Docker,
+            EngineArg::Native => Self::Native,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate sandbox.toml; exit 2 with every problem found.
+    Check(check::Args),
+    /// Print the merged configuration, or where a value came from.
+    Config(config_cmd::Args),
+    /// Print the JSON Schema of sandbox.toml.
+    Schema,
+    /// Render the plan for other tools: json, compose or kube.
+    Render(render_cmd::Args),
+    /// Create a sandbox.toml from a template.
+    Init(init::Args),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Runs devbox and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(ce) = e.downcast_ref::<ConfigError>() {
+                let _ = writeln!(std::io::stderr(), "{ce}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Check(a) => check::run(g, a),
+        Command::Config(a) => config_cmd::run(g, a),
+        Command::Schema => schema::run(),
+        Command::Render(a) => render_cmd::run(g, a),
+        Command::Init(a) => init::run(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "devbox",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the configuration the global flags point at, printing warnings.
+pub fn load(g: &Global) -> anyhow::Result<Loaded> {
+    let opts = LoadOptions {
+        file: g.file.clone(),
+        cwd: std::env::current_dir()?,
+        engine: g.engine.map(Into::into),
+        project_name: g.project_name.clone(),
+    };
+    let loaded = config::load(&opts)?;
+    let mut err = std::io::stderr();
+    for w in &loaded.warnings {
+        let _ = writeln!(err, "{w}");
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,611 @@
+//! Loading `sandbox.toml`: find it, layer it with figment (defaults < `sandbox.toml` <
+//! `sandbox.local.toml` < `DEVBOX_*` environment < flags), deserialize entry by entry so
+//! that one run reports every problem, validate, and resolve.
+//!
+//! Owns the serde model and its validation; never touches an engine and never writes.
+
+pub mod diagnostic;
+pub mod forms;
+pub mod model;
+pub mod raw;
+pub mod source;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::error::Kind;
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::DeserializeOwned;
+
+pub use diagnostic::{Diagnostic, KeyPath, Origin, Seg, Severity};
+pub use model::Config;
+use source::{Point, SourceFile};
+use validate::{Names, Parsed};
+
+pub const FILE_NAME: &str = "sandbox.toml";
+pub const LOCAL_FILE_NAME: &str = "sandbox.local.toml";
+
+const SECTIONS: &[&str] = &[
+    "project", "data", "images", "volumes", "networks", "services", "probes", "workers",
+];
+
+/// What the command line contributes to loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `-f/--file`; without it, `sandbox.toml` is searched upward from `cwd`.
+    pub file: Option<PathBuf>,
+    pub cwd: PathBuf,
+    /// `--engine`
+    pub engine: Option<raw::EngineChoice>,
+    /// `-p/--project-name`
+    pub project_name: Option<String>,
+}
+
+/// A loaded, valid configuration and what it was made from.
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+    pub figment: Figment,
+    pub sources: Vec<SourceFile>,
+}
+
+/// Every problem found; nothing was changed.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        let n = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        write!(
+            f,
+            "error: {} has {n} problem{}; nothing was changed",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn single(file: PathBuf, d: Diagnostic) -> Self {
+        Self {
+            file,
+            diagnostics: vec![d],
+        }
+    }
+}
+
+/// Finds `sandbox.toml` in `start` or the nearest parent directory, as compose does.
+pub fn find_file(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join(FILE_NAME))
+        .find(|p| p.is_file())
+}
+
+/// The path shown to the user: relative to the working directory when below it.
+fn display_path(path: &Path, cwd: &Path) -> PathBuf {
+    path.strip_prefix(cwd)
+        .ok()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Loads, validates and resolves the configuration.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let file = match &opts.file {
+        Some(f) => absolute(f, &opts.cwd),
+        None => find_file(&opts.cwd).ok_or_else(|| {
+            ConfigError::single(
+                PathBuf::from(FILE_NAME),
+                Diagnostic::error(
+                    KeyPath::root(),
+                    format!(
+                        "no {FILE_NAME} in {} or any parent directory",
+                        opts.cwd.display()
+                    ),
+                )
+                .hint("create one with `devbox init`, or point at one with -f/--file"),
+            )
+        })?,
+    };
+    let display = display_path(&file, &opts.cwd);
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| opts.cwd.clone());
+
+    let main = SourceFile::read(&file, display.clone())
+        .map_err(|d| ConfigError::single(display.clone(), *d))?;
+    let mut sources = vec![main];
+    let local = dir.join(LOCAL_FILE_NAME);
+    if local.is_file() {
+        let shown = display_path(&local, &opts.cwd);
+        sources.push(
+            SourceFile::read(&local, shown.clone()).map_err(|d| ConfigError::single(shown, *d))?,
+        );
+    }
+
+    let figment = layered(&sources, &dir, opts);
+    let (parsed, names, mut pending) = parse_entries(&figment);
+    let (config, more) = validate::resolve(&parsed, &names, &file, &dir);
+    pending.extend(more);
+
+    let root = figment
+        .data()
+        .ok()
+        .and_then(|mut m| m.remove(&Profile::Default))
+        .map(Value::from)
+        .unwrap_or_else(|| Value::from(Dict::new()));
+    let diagnostics: Vec<Diagnostic> = pending
+        .into_iter()
+        .map(|(d, point)| {
+            let origin = locate(&figment, &root, &sources, &d.key, point);
+            d.with_origin(origin)
+        })
+        .collect();
+    let mut diagnostics = diagnostics;
+    diagnostics.sort_by_key(|d| match &d.origin {
+        Some(Origin::File {
+            file, line, column, ..
+        }) => (
+            0,
+            sources.iter().position(|s| &s.display == file),
+            *line,
+            *column,
+        ),
+        _ => (1, None, 0, 0),
+    });
+    let (errors, warnings): (Vec<_>, Vec<_>) = diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    match config {
+        Some(config) if errors.is_empty() => Ok(Loaded {
+            config,
+            warnings,
+            figment,
+            sources,
+        }),
+        _ => Err(ConfigError {
+            file: display,
+            diagnostics: errors.into_iter().chain(warnings).collect(),
+        }),
+    }
+}
+
+fn layered(sources: &[SourceFile], dir: &Path, opts: &LoadOptions) -> Figment {
+    let defaults: Dict = [
+        ("project".to_owned(), {
+            let mut p = Dict::new();
+            p.insert("name".into(), validate::default_project_name(dir).into());
+            p.insert("engine".into(), "auto".into());
+            Value::from(p)
+        }),
+        ("data".to_owned(), {
+            let mut d = Dict::new();
+            d.insert("root".into(), ".data".into());
+            Value::from(d)
+        }),
+    ]
+    .into_iter()
+    .collect();
+    let mut fig = Figment::new().merge(Layer {
+        name: "devbox default",
+        data: defaults,
+        keys: &[],
+    });
+    for s in sources {
+        // Read again by figment so each value is tagged with its file for `--explain`;
+        // the text was already parsed (and any syntax error reported) above.
+        fig = fig.merge(Toml::file_exact(&s.path));
+    }
+    fig = fig
+        .merge(
+            Env::raw().filter_map(|k| match k.as_str().to_ascii_lowercase().as_str() {
+                "devbox_engine" => Some("project.engine".into()),
+                "devbox_project_name" => Some("project.name".into()),
+                _ => None,
+            }),
+        )
+        .merge(Env::prefixed("DEVBOX__").split("__"));
+    let mut flags = Dict::new();
+    let mut project = Dict::new();
+    if let Some(e) = opts.engine {
+        project.insert("engine".into(), e.as_str().into());
+    }
+    if let Some(n) = &opts.project_name {
+        project.insert("name".into(), n.as_str().into());
+    }
+    if !project.is_empty() {
+        flags.insert("project".into(), Value::from(project));
+    }
+    fig.merge(Layer {
+        name: "command-line flag",
+        data: flags,
+        keys: &[
+            ("project.engine", "--engine"),
+            ("project.name", "--project-name"),
+        ],
+    })
+}
+
+/// A fixed set of values with a name for `--explain`.
+struct Layer {
+    name: &'static str,
+    data: Dict,
+    keys: &'static [(&'static str, &'static str)],
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        let keys = self.keys;
+        Metadata::named(self.name).interpolater(move |_: &Profile, k: &[&str]| {
+            let joined = k.join(".");
+            keys.iter()
+                .find(|(key, _)| *key == joined)
+                .map_or(joined.clone(), |(_, flag)| (*flag).to_owned())
+        })
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
+}
+
+/// Deserializes section by section and entry by entry, so that a bad service does not
+/// hide a bad probe.
+fn parse_entries(figment: &Figment) -> (Parsed, Names, Vec<validate::Pending>) {
+    let mut out = Vec::new();
+    let mut parsed = Parsed::default();
+    let mut names = Names::default();
+    let root: Dict = match figment.data() {
+        Ok(mut m) => m.remove(&Profile::Default).unwrap_or_default(),
+        Err(e) => {
+            out.extend(figment_diags(
+                &KeyPath::root(),
+                e,
+                &Value::from(Dict::new()),
+            ));
+            return (parsed, names, out);
+        }
+    };
+    let root_value = Value::from(root.clone());
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            let d = Diagnostic::error(KeyPath::root().key(key), format!("unknown key `{key}`"))
+                .expected(format!("one of {}", SECTIONS.join(", ")));
+            let d = match diagnostic::did_you_mean(key, SECTIONS.iter().copied()) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d.hint("see `devbox schema` for every key"),
+            };
+            out.push((d, Point::Key));
+        }
+    }
+
+    fn one<T: DeserializeOwned>(
+        v: &Value,
+        path: &KeyPath,
+        root: &Value,
+        out: &mut Vec<validate::Pending>,
+    ) -> Option<T> {
+        match v.deserialize::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                out.extend(figment_diags(path, e, root));
+                None
+            }
+        }
+    }
+    fn entries(
+        root: &Dict,
+        section: &str,
+        root_value: &Value,
+        out: &mut Vec<validate::Pending>,
+    ) -> BTreeMap<String, Value> {
+        match root.get(section) {
+            None => BTreeMap::new(),
+            Some(v) => {
+                one::<BTreeMap<String, Value>>(v, &KeyPath::root().key(section), root_value, out)
+                    .unwrap_or_default()
+            }
+        }
+    }
+    let base = KeyPath::root();
+    if let Some(v) = root.get("project") {
+        parsed.project = one(v, &base.key("project"), &root_value, &mut out);
+    }
+    if let Some(v) = root.get("data") {
+        // Entry by entry, so a bad dir does not hide a bad secret.
+        let dp = base.key("data");
+        if let Some(shell) = one::<DataShell>(v, &dp, &root_value, &mut out) {
+            let mut data = raw::RawData {
+                root: shell.root,
+                ..Default::default()
+            };
+            // Entries that failed are reported and left out; the config is invalid anyway.
+            for (k, v) in shell.dirs {
+                if let Some(d) = one(&v, &dp.key("dirs").key(&k), &root_value, &mut out) {
+                    data.dirs.insert(k, d);
+                }
+            }
+            for (k, v) in shell.files {
+                if let Some(f) = one(&v, &dp.key("files").key(&k), &root_value, &mut out) {
+                    data.files.insert(k, f);
+                }
+            }
+            parsed.data = Some(data);
+        }
+    }
+    macro_rules! section {
+        ($name:literal, $field:ident, $names:expr) => {
+            for (k, v) in entries(&root, $name, &root_value, &mut out) {
+                $names.insert(k.clone());
+                if let Some(t) = one(&v, &base.key($name).key(&k), &root_value, &mut out) {
+                    parsed.$field.insert(k, t);
+                }
+            }
+        };
+    }
+    section!("images", images, names.images);
+    section!("volumes", volumes, names.volumes);
+    section!("networks", networks, names.networks);
+    section!("services", services, names.services);
+    let mut workers = std::collections::BTreeSet::new();
+    section!("workers", workers, workers);
+    if let Some(v) = root.get("probes") {
+        if let Some(list) = one::<Vec<Value>>(v, &base.key("probes"), &root_value, &mut out) {
+            for (i, p) in list.iter().enumerate() {
+                parsed
+                    .probes
+                    .push(one(p, &base.key("probes").index(i), &root_value, &mut out));
+            }
+        }
+    }
+    (parsed, names, out)
+}
+
+/// `[data]` with its entries still unparsed.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataShell {
+    root: Option<String>,
+    #[serde(default)]
+    dirs: BTreeMap<String, Value>,
+    #[serde(default)]
+    files: BTreeMap<String, Value>,
+}
+
+/// The value at `path`, walking dicts and arrays.
+fn value_at<'a>(root: &'a Value, path: &KeyPath) -> Option<&'a Value> {
+    let mut v = root;
+    for seg in &path.0 {
+        v = match (seg, v) {
+            (Seg::Key(k), Value::Dict(_, d)) => d.get(k)?,
+            (Seg::Index(i), Value::Array(_, a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// Turns figment's errors (paths relative to the deserialized value) into diagnostics.
+fn figment_diags(prefix: &KeyPath, err: figment::Error, root: &Value) -> Vec<validate::Pending> {
+    err.into_iter()
+        .map(|e| {
+            let is_array = |p: &KeyPath| matches!(value_at(root, p), Some(Value::Array(..)));
+            let path = KeyPath::from_figment(prefix, &e.path, &is_array);
+            let key_name = match path.0.last() {
+                Some(Seg::Key(k)) => k.clone(),
+                Some(Seg::Index(i)) => format!("[{i}]"),
+                None => String::new(),
+            };
+            match &e.kind {
+                Kind::UnknownField(field, expected) => {
+                    let d = Diagnostic::error(path.clone(), format!("unknown key `{field}`"))
+                        .expected(format!("one of {}", expected.join(", ")));
+                    let d = match diagnostic::did_you_mean(field, expected.iter().copied()) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d.hint("see `devbox schema` for every key"),
+                    };
+                    (d, Point::Key)
+                }
+                Kind::MissingField(field) => (
+                    Diagnostic::error(path.clone(), format!("missing key `{field}`"))
+                        .hint(format!("add `{field} = ...` to this table")),
+                    Point::Key,
+                ),
+                Kind::InvalidType(actual, expected) => {
+                    let mut d = Diagnostic::error(
+                        path.clone(),
+                        format!("wrong type for `{key_name}`: found {actual}"),
+                    )
+                    .expected(expected.clone());
+                    if key_name == "mode" {
+                        d = d.hint("write the mode as a quoted octal string, e.g. mode = \"0700\"");
+                    } else if expected.contains("string") && !expected.contains("table") {
+                        d = d.hint("quote the value");
+                    }
+                    (d, Point::Value)
+                }
+                Kind::InvalidValue(actual, expected) => (
+                    Diagnostic::error(
+                        path.clone(),
+                        format!("invalid value for `{key_name}`: {actual}"),
+                    )
+                    .expected(expected.clone()),
+                    Point::Value,
+                ),
+                Kind::UnknownVariant(v, expected) => {
+                    let d = Diagnostic::error(
+                        path.clone(),
+                        format!("unknown value `{v}` for `{key_name}`"),
+                    )
+                    .expected(format!("one of {}", expected.join(", ")));
+                    let d = match diagnostic::did_you_mean(v, expected.iter().copied()) {
+                        Some(s) => d.hint(format!("did you mean `{s}`?")),
+                        None => d,
+                    };
+                    (d, Point::Value)
+                }
+                Kind::Message(m) => (
+                    Diagnostic::error(path.clone(), format!("invalid value for `{key_name}`"))
+                        .expected(m.clone()),
+                    Point::Value,
+                ),
+                Kind::InvalidLength(n, expected) => (
+                    Diagnostic::error(
+                        path.clone(),
+                        format!("wrong number of items for `{key_name}`: {n}"),
+                    )
+                    .expected(expected.clone()),
+                    Point::Value,
+                ),
+                other => (
+                    Diagnostic::error(path.clone(), other.to_string()),
+                    Point::Value,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Where the value at `path` came from: a file position, an environment variable or a flag.
+fn locate(
+    figment: &Figment,
+    root: &Value,
+    sources: &[SourceFile],
+    path: &KeyPath,
+    point: Point,
+) -> Option<Origin> {
+    // The deepest existing value tells which provider supplied it.
+    let mut p = path.clone();
+    let meta = loop {
+        if let Some(v) = value_at(root, &p) {
+            if let Some(m) = figment.get_metadata(v.tag()) {
+                break Some((m, p.clone()));
+            }
+        }
+        if p.0.pop().is_none() {
+            break None;
+        }
+    };
+    if let Some((m, found)) = &meta {
+        if m.name.contains("environment") || m.name == "command-line flag" {
+            let keys: Vec<String> = found
+                .0
+                .iter()
+                .map(|s| match s {
+                    Seg::Key(k) => k.clone(),
+                    Seg::Index(i) => i.to_string(),
+                })
+                .collect();
+            return Some(if m.name == "command-line flag" {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                Origin::Flag {
+                    flag: m.interpolate(&Profile::Default, &keys),
+                }
+            } else {
+                let generic = format!("DEVBOX__{}", keys.join("__").to_uppercase());
+                let name = match keys.join(".").as_str() {
+                    _ if std::env::var_os(&generic).is_some() => generic,
+                    "project.engine" => "DEVBOX_ENGINE".to_owned(),
+                    "project.name" => "DEVBOX_PROJECT_NAME".to_owned(),
+                    _ => generic,
+                };
+                Origin::Env { var: name }
+            });
+        }
+    }
+    if let Some((m, _)) = &meta {
+        if m.name == "devbox default" {
+            return None;
+        }
+        if let Some(figment::Source::File(f)) = &m.source {
+            if let Some(s) = sources.iter().find(|s| &s.path == f) {
+                return s.locate(path, point);
+            }
+        }
+    }
+    // Files, highest priority first: the first that holds the key is where it was written.
+    sources
+        .iter()
+        .rev()
+        .find(|s| s.contains(path))
+        .or_else(|| sources.first())
+        .and_then(|s| s.locate(path, point))
+}
+
+/// Where the value of `key` (dotted) came from, for `devbox config --explain`.
+pub fn explain(loaded: &Loaded, key: &str) -> Option<String> {
+    let path = KeyPath(
+        key.split('.')
+            .map(|s| match s.parse::<usize>() {
+                Ok(i) => Seg::Index(i),
+                Err(_) => Seg::Key(s.to_owned()),
+            })
+            .collect(),
+    );
+    let root = loaded
+        .figment
+        .data()
+        .ok()
+        .and_then(|mut m| m.remove(&Profile::Default))
+        .map(Value::from)?;
+    let value = value_at(&root, &path)?;
+    let meta = loaded.figment.get_metadata(value.tag());
+    let origin = locate(&loaded.figment, &root, &loaded.sources, &path, Point::Value);
+    let shown = serde_json::to_string(&value_to_json(value)).unwrap_or_default();
+    let from = match (origin, meta) {
+        (
+            Some(Origin::File {
+                file, line, column, ..
+            }),
+            _,
+        ) => format!("{}:{line}:{column}", file.display()),
+        (Some(Origin::Env { var }), _) => format!("environment variable {var}"),
+        (Some(Origin::Flag { flag }), _) => format!("command-line flag {flag}"),
+        (None, Some(m)) => m.name.to_string(),
+        (None, None) => "unknown".to_owned(),
+    };
+    Some(format!("{key} = {shown}\n  from {from}"))
+}
+
+fn value_to_json(v: &Value) -> serde_json::Value {
+    v.deserialize::<serde_json::Value>()
+        .unwrap_or(serde_json::Value::Null)
+}

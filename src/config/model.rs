@@ -1,0 +1,449 @@
+//! The resolved model: what [`super::validate`] makes of a raw file once every value
+//! has been checked. Paths are absolute, ports parsed, sizes in bytes, durations in
+//! milliseconds, defaults applied. The rest of devbox trusts these types.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+pub use super::raw::EngineChoice;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Config {
+    /// The main file (`sandbox.toml`).
+    pub file: PathBuf,
+    /// The directory holding it; relative paths in the file are relative to it.
+    pub dir: PathBuf,
+    pub project: Project,
+    pub data: Data,
+    pub images: BTreeMap<String, Image>,
+    pub volumes: BTreeMap<String, Volume>,
+    pub networks: BTreeMap<String, Network>,
+    pub services: BTreeMap<String, Service>,
+    pub probes: Vec<Probe>,
+    pub workers: BTreeMap<String, Worker>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Project {
+    pub name: String,
+    pub engine: EngineChoice,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Data {
+    /// Absolute path of the data root.
+    pub root: PathBuf,
+    /// The root as written, relative to the project.
+    pub root_rel: String,
+    pub dirs: Vec<DataDir>,
+    pub files: Vec<DataFile>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DataDir {
+    /// Relative to the data root.
+    pub path: String,
+    #[serde(serialize_with = "ser_mode")]
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DataFile {
+    /// Relative to the data root.
+    pub path: String,
+    #[serde(serialize_with = "ser_mode")]
+    pub mode: u32,
+    pub content: FileContent,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum FileContent {
+    Empty,
+    /// Literal text. Never a secret.
+    Literal {
+        text: String,
+    },
+    /// `bytes` random bytes, written once in this encoding.
+    Secret {
+        encoding: SecretEncoding,
+        bytes: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretEncoding {
+    Hex,
+    Base64,
+}
+
+pub fn ser_mode<S: serde::Serializer>(m: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{m:04o}"))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Image {
+    pub containerfile: PathBuf,
+    pub context: PathBuf,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Volume {
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Network {
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which image a service runs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "name")]
+pub enum ImageRef {
+    /// A key of `[images]`, built by devbox.
+    Built(String),
+    /// An image reference used as is.
+    Reference(String),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Service {
+    pub image: ImageRef,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub env_files: Vec<PathBuf>,
+    pub user: String,
+    pub userns: Option<Userns>,
+    pub workdir: Option<String>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<Mount>,
+    pub read_only: bool,
+    pub tmpfs: Vec<Tmpfs>,
+    pub cap_drop: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub no_new_privileges: bool,
+    pub security_opt: Vec<String>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    /// `None` means unlimited (`-1` in the file).
+    pub pids_limit: Option<u32>,
+    pub ulimits: BTreeMap<String, UlimitPair>,
+    pub networks: Vec<String>,
+    pub depends_on: BTreeMap<String, Condition>,
+    pub healthcheck: Option<Healthcheck>,
+    pub restart: Restart,
+    pub labels: BTreeMap<String, String>,
+    pub privileged: bool,
+    pub network_mode: Option<String>,
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub devices: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub extra_hosts: Vec<String>,
+    /// The hardened defaults devbox filled in because the file left them unset,
+    /// as `key = value` strings, for the rendered plan and `devbox config`.
+    pub defaults_applied: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum Userns {
+    /// Rootless Podman: the host user becomes `uid:gid` inside.
+    KeepId {
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
+    Host,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Port {
+    pub host_ip: IpAddr,
+    pub host: u16,
+    pub container: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum Mount {
+    /// A host path (absolute) mounted into the container.
+    Bind {
+        source: PathBuf,
+        /// As written, relative to the project.
+        source_rel: String,
+        target: String,
+        read_only: bool,
+    },
+    /// A named volume from `[volumes]`.
+    Volume {
+        name: String,
+        target: String,
+        read_only: bool,
+    },
+}
+
+impl Mount {
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Bind { target, .. } | Self::Volume { target, .. } => target,
+        }
+    }
+
+    pub fn read_only(&self) -> bool {
+        match self {
+            Self::Bind { read_only, .. } | Self::Volume { read_only, .. } => *read_only,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tmpfs {
+    pub path: String,
+    /// Mount options as written after the colon (`size=64m,mode=1777`).
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct UlimitPair {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    Started,
+    Healthy,
+    Completed,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Healthcheck {
+    pub test: HealthTest,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthTest {
+    /// argv run in the container (a string is run with `sh -c`).
+    Cmd(Vec<String>),
+    Tcp(u16),
+    /// A URL, or a path on the container's first port.
+    Http(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", tag = "policy", content = "max_retries")]
+pub enum Restart {
+    No,
+    Always,
+    OnFailure(Option<u32>),
+    UnlessStopped,
+}
+
+/// Text expected somewhere: a substring, or a regex written `/like this/`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Matcher {
+    Substring(String),
+    Regex(String),
+}
+
+impl Matcher {
+    pub fn parse(s: &str) -> Self {
+        if s.len() >= 2 && s.starts_with('/') && s.ends_with('/') {
+            Self::Regex(s[1..s.len() - 1].to_owned())
+        } else {
+            Self::Substring(s.to_owned())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Probe {
+    pub name: String,
+    pub kind: ProbeKind,
+    pub within_ms: u64,
+    pub timeout_ms: u64,
+    pub after: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ProbeKind {
+    Tcp {
+        address: String,
+        send: Option<String>,
+        expect: Option<Matcher>,
+    },
+    Http {
+        url: String,
+        method: String,
+        status: Option<u16>,
+        headers: BTreeMap<String, String>,
+        body: Option<String>,
+        expect: Option<Matcher>,
+    },
+    Uds {
+        path: String,
+        in_service: Option<String>,
+        send: Option<String>,
+        expect: Option<Matcher>,
+    },
+    File {
+        path: PathBuf,
+        path_rel: String,
+        #[serde(serialize_with = "ser_opt_mode")]
+        mode: Option<u32>,
+        owner: Option<Owner>,
+        file_type: Option<FileType>,
+        contains: Option<String>,
+        json: bool,
+    },
+    Exec {
+        argv: Vec<String>,
+        in_service: String,
+        user: Option<String>,
+        expect_exit: ExitExpectation,
+        expect: Option<Matcher>,
+        expect_stderr: Option<Matcher>,
+    },
+    Log {
+        service: String,
+        expect: Matcher,
+    },
+    LoopbackOnly {
+        port: u16,
+    },
+}
+
+fn ser_opt_mode<S: serde::Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => ser_mode(m, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    /// The user running devbox.
+    Host,
+    Uid(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    File,
+    Dir,
+    Socket,
+    Symlink,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitExpectation {
+    Code(i32),
+    Zero,
+    Nonzero,
+    /// Failed for lack of permission.
+    Denied,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Worker {
+    pub command: Vec<String>,
+    pub workdir: String,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Policy {
+    pub net: NetPolicy,
+    pub fs: FsPolicy,
+    pub exec_allow: Vec<String>,
+    pub env: EnvPolicy,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+    Warn,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum NetPolicy {
+    /// No network at all (only loopback).
+    None,
+    /// The host's network: an explicit, audited opt-out.
+    Host,
+    /// Egress through devbox's proxy, decided per `host:port`.
+    Proxy {
+        default: Decision,
+        allow: Vec<String>,
+        warn: Vec<String>,
+        deny: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FsPolicy {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub deny: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct EnvPolicy {
+    pub pass: Vec<String>,
+    pub set: BTreeMap<String, String>,
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub pids: Option<u32>,
+    pub cpus: Option<f64>,
+    pub nofile: Option<u64>,
+    pub fsize: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}

@@ -1,0 +1,299 @@
+//! Loading, layering, the plan and its hashes, init.
+
+use crate::util::{reference_dir, Devbox, Project};
+
+const MINIMAL: &str = r#"
+[images.core]
+containerfile = "Containerfile"
+
+[services.a]
+image = "core"
+ports = ["7001"]
+
+[services.b]
+image = "core"
+memory = "64m"
+"#;
+
+fn plan_json(p: &Project) -> serde_json::Value {
+    let out = p.devbox().args(["render", "--format", "json"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn service_hash(plan: &serde_json::Value, name: &str) -> String {
+    plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn reference_file_validates_unchanged() {
+    let out = Devbox::new(&reference_dir())
+        .args(["check", "-f", "sandbox.toml"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "✓ sandbox.toml is valid: project refbox, 2 services, 1 image, 6 probes, 1 worker\n"
+    );
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn check_searches_upward_like_compose() {
+    let p = Project::with_toml(MINIMAL);
+    std::fs::create_dir_all(p.path().join("src/deep")).unwrap();
+    let out = crate::util::Devbox::new(&p.path().join("src/deep"))
+        .args(["check"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("2 services"), "{}", out.stdout);
+}
+
+#[test]
+fn no_file_anywhere_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Devbox::new(dir.path()).args(["check"]).run();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("no sandbox.toml in"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("hint: create one with `devbox init`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn hardened_defaults_are_applied_and_reported() {
+    let p = Project::with_toml(MINIMAL);
+    let plan = plan_json(&p);
+    let a = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "a")
+        .unwrap();
+    assert_eq!(a["spec"]["user"], "65532:65532");
+    assert_eq!(a["spec"]["read_only"], true);
+    assert_eq!(a["spec"]["cap_drop"], serde_json::json!(["ALL"]));
+    assert_eq!(a["spec"]["no_new_privileges"], true);
+    assert_eq!(a["spec"]["pids_limit"], 256);
+    assert_eq!(
+        a["spec"]["defaults_applied"],
+        serde_json::json!([
+            "user = \"65532:65532\"",
+            "read_only = true",
+            "cap_drop = [\"ALL\"]",
+            "no_new_privileges = true",
+            "pids_limit = 256"
+        ])
+    );
+    // A port without an address binds loopback.
+    assert_eq!(a["spec"]["ports"][0]["host_ip"], "127.0.0.1");
+    assert_eq!(a["labels"]["devbox.project"], plan["project"]);
+    assert_eq!(a["labels"]["devbox.service"], "a");
+    assert_eq!(a["labels"]["devbox.config-hash"], a["hash"]);
+}
+
+// The config-hash is what `up` compares to decide what to recreate: editing one
+// service must change that service's hash and no other.
+#[test]
+fn config_hash_changes_exactly_with_the_service() {
+    let p = Project::with_toml(MINIMAL);
+    let before = plan_json(&p);
+    let again = plan_json(&p);
+    assert_eq!(before, again, "rendering is deterministic");
+
+    p.write(
+        "sandbox.toml",
+        &MINIMAL.replace("memory = \"64m\"", "memory = \"128m\""),
+    );
+    let after = plan_json(&p);
+    assert_eq!(service_hash(&before, "a"), service_hash(&after, "a"));
+    assert_ne!(service_hash(&before, "b"), service_hash(&after, "b"));
+
+    // Same effective value written differently: same hash.
+    p.write(
+        "sandbox.toml",
+        &MINIMAL.replace("memory = \"64m\"", "memory = 67108864"),
+    );
+    let same = plan_json(&p);
+    assert_eq!(service_hash(&before, "b"), service_hash(&same, "b"));
+
+    // Changing a build arg changes the image tag, so both services that use it change.
+    p.write(
+        "sandbox.toml",
+        &MINIMAL.replace(
+            "containerfile = \"Containerfile\"",
+            "containerfile = \"Containerfile\"\nargs = { GREETING = \"hi\" }",
+        ),
+    );
+    let rebuilt = plan_json(&p);
+    assert_ne!(service_hash(&before, "a"), service_hash(&rebuilt, "a"));
+    assert_ne!(service_hash(&before, "b"), service_hash(&rebuilt, "b"));
+}
+
+#[test]
+fn services_are_planned_in_dependency_order() {
+    let p = Project::with_toml(
+        r#"
+[images.core]
+[services.a]
+image = "core"
+depends_on = ["c"]
+[services.b]
+image = "core"
+[services.c]
+image = "core"
+depends_on = { b = "started" }
+"#,
+    );
+    let plan = plan_json(&p);
+    let order: Vec<&str> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["b", "c", "a"]);
+}
+
+#[test]
+fn layers_override_in_order_and_explain_says_where() {
+    let p = Project::with_toml(MINIMAL);
+    let explain = |d: Devbox| d.args(["config", "--explain", "services.b.memory"]).run();
+
+    let out = explain(p.devbox());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "services.b.memory = \"64m\"\n  from sandbox.toml:11:10\n"
+    );
+
+    p.write("sandbox.local.toml", "[services.b]\nmemory = \"96m\"\n");
+    let out = explain(p.devbox());
+    assert_eq!(
+        out.stdout,
+        "services.b.memory = \"96m\"\n  from sandbox.local.toml:2:10\n"
+    );
+
+    let out = explain(p.devbox().env("DEVBOX__SERVICES__B__MEMORY", "128m"));
+    assert_eq!(
+        out.stdout,
+        "services.b.memory = \"128m\"\n  from environment variable DEVBOX__SERVICES__B__MEMORY\n"
+    );
+
+    let out = p
+        .devbox()
+        .env("DEVBOX_ENGINE", "docker")
+        .args(["config", "--explain", "project.engine"])
+        .run();
+    assert_eq!(
+        out.stdout,
+        "project.engine = \"docker\"\n  from environment variable DEVBOX_ENGINE\n"
+    );
+    let out = p
+        .devbox()
+        .env("DEVBOX_ENGINE", "docker")
+        .args([
+            "--engine",
+            "podman",
+            "config",
+            "--explain",
+            "project.engine",
+        ])
+        .run();
+    assert_eq!(
+        out.stdout,
+        "project.engine = \"podman\"\n  from command-line flag --engine\n"
+    );
+
+    let out = p.devbox().args(["config", "--explain", "data.root"]).run();
+    assert_eq!(out.stdout, "data.root = \".data\"\n  from devbox default\n");
+}
+
+#[test]
+fn a_bad_value_from_the_environment_names_the_variable() {
+    let p = Project::with_toml(MINIMAL);
+    let out = p
+        .devbox()
+        .env("DEVBOX__SERVICES__B__MEMORY", "lots")
+        .args(["check"])
+        .run();
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.starts_with(
+            "error: invalid size \"lots\"\n --> environment variable DEVBOX__SERVICES__B__MEMORY\n"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn merged_config_prints_as_toml() {
+    let p = Project::with_toml(MINIMAL);
+    p.write("sandbox.local.toml", "[services.b]\nmemory = \"96m\"\n");
+    let out = p.devbox().args(["config"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: toml::Value = toml::from_str(&out.stdout).unwrap();
+    assert_eq!(v["services"]["b"]["memory"].as_str(), Some("96m"));
+    assert_eq!(v["services"]["a"]["ports"][0].as_str(), Some("7001"));
+}
+
+#[test]
+fn init_creates_each_template_and_never_overwrites() {
+    for t in ["basic", "hardened", "worker"] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("myproj");
+        let out = Devbox::new(dir.path())
+            .args(["init", "--template", t, "myproj"])
+            .run();
+        assert_eq!(out.code, 0, "{t}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("created sandbox.toml"),
+            "{}",
+            out.stdout
+        );
+        let check = Devbox::new(&target).args(["check"]).run();
+        assert_eq!(
+            check.code, 0,
+            "template {t} must validate: {}",
+            check.stderr
+        );
+        assert!(check.stdout.contains("project myproj"), "{}", check.stdout);
+
+        let before = std::fs::read(target.join("sandbox.toml")).unwrap();
+        let again = Devbox::new(dir.path())
+            .args(["init", "--template", t, "myproj"])
+            .run();
+        assert_eq!(again.code, 1);
+        assert!(
+            again.stderr.contains("not overwriting existing files"),
+            "{}",
+            again.stderr
+        );
+        assert_eq!(std::fs::read(target.join("sandbox.toml")).unwrap(), before);
+    }
+}
+
+#[test]
+fn init_rejects_an_unknown_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Devbox::new(dir.path())
+        .args(["init", "--template", "nope"])
+        .run();
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: unknown template `nope`; available: basic, hardened, worker\n"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -1,0 +1,7 @@
+//! devbox as a user types it: the built binary, a temporary project, exact output.
+//! One test binary (modules below) keeps link time down.
+
+mod util;
+
+mod config;
+mod schema;

@@ -1,0 +1,127 @@
+//! A small builder over the built `devbox` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_devbox");
+
+/// The repository root (for `examples/`, `schema/`, `tests/fixtures/`).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/reference` next to the repository, where the reference project lives.
+pub fn reference_dir() -> PathBuf {
+    repo().join("../shared/reference")
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Devbox {
+    cmd: Command,
+}
+
+impl Devbox {
+    /// `devbox ARGS` run in `dir`, with no DEVBOX_* variables from the outside.
+    pub fn new(dir: &Path) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DEVBOX_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("NO_COLOR", "1");
+        Self { cmd }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn run(mut self) -> Output {
+        let out = self.cmd.output().expect("devbox runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A temporary project directory with files.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("devbox-test-")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    /// A project holding the reference Containerfile and scripts plus `toml` as sandbox.toml.
+    pub fn with_toml(toml: &str) -> Self {
+        let p = Self::new();
+        for f in ["Containerfile", "server.sh", "client.sh"] {
+            std::fs::copy(reference_dir().join(f), p.path().join(f)).expect("copy reference file");
+        }
+        p.write("sandbox.toml", toml);
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, body: &str) -> &Self {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, body).unwrap();
+        self
+    }
+
+    pub fn devbox(&self) -> Devbox {
+        Devbox::new(self.path())
+    }
+}
+
+/// With DEVBOX_REQUIRE_ENGINES=1 a missing outside tool fails the test instead of
+/// skipping it.
+pub fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() != Ok("1"),
+            "{tool} is required (DEVBOX_REQUIRE_ENGINES=1) but not installed"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
