@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod fsutil;
 pub mod plan;
 pub mod render;
