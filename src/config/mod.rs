@@ -162,16 +162,23 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
 
     let figment = layered(&sources, &dir, opts);
-    let (parsed, names, mut pending) = parse_entries(&figment);
+    // One merge of all layers; everything below reads this tree.
+    let (root, mut pending) = match figment.data() {
+        Ok(mut m) => (
+            Value::from(m.remove(&Profile::Default).unwrap_or_default()),
+            Vec::new(),
+        ),
+        Err(e) => {
+            let empty = Value::from(Dict::new());
+            let d = figment_diags(&KeyPath::root(), e, &empty);
+            (empty, d)
+        }
+    };
+    let (parsed, names, more) = parse_entries(&root);
+    pending.extend(more);
     let (config, more) = validate::resolve(&parsed, &names, &file, &dir);
     pending.extend(more);
 
-    let root = figment
-        .data()
-        .ok()
-        .and_then(|mut m| m.remove(&Profile::Default))
-        .map(Value::from)
-        .unwrap_or_else(|| Value::from(Dict::new()));
     let diagnostics: Vec<Diagnostic> = pending
         .into_iter()
         .map(|(d, point)| {
@@ -289,22 +296,12 @@ impl Provider for Layer {
 
 /// Deserializes section by section and entry by entry, so that a bad service does not
 /// hide a bad probe.
-fn parse_entries(figment: &Figment) -> (Parsed, Names, Vec<validate::Pending>) {
+fn parse_entries(root_value: &Value) -> (Parsed, Names, Vec<validate::Pending>) {
     let mut out = Vec::new();
     let mut parsed = Parsed::default();
     let mut names = Names::default();
-    let root: Dict = match figment.data() {
-        Ok(mut m) => m.remove(&Profile::Default).unwrap_or_default(),
-        Err(e) => {
-            out.extend(figment_diags(
-                &KeyPath::root(),
-                e,
-                &Value::from(Dict::new()),
-            ));
-            return (parsed, names, out);
-        }
-    };
-    let root_value = Value::from(root.clone());
+    let empty = Dict::new();
+    let root = root_value.as_dict().unwrap_or(&empty);
     for key in root.keys() {
         if !SECTIONS.contains(&key.as_str()) {
             let d = Diagnostic::error(KeyPath::root().key(key), format!("unknown key `{key}`"))
@@ -331,40 +328,47 @@ fn parse_entries(figment: &Figment) -> (Parsed, Names, Vec<validate::Pending>) {
             }
         }
     }
-    fn entries(
-        root: &Dict,
+    /// The entries of a table section, borrowed; a section of the wrong type is reported.
+    fn entries<'a>(
+        root: &'a Dict,
         section: &str,
         root_value: &Value,
         out: &mut Vec<validate::Pending>,
-    ) -> BTreeMap<String, Value> {
+    ) -> Vec<(&'a String, &'a Value)> {
         match root.get(section) {
-            None => BTreeMap::new(),
+            None => Vec::new(),
+            Some(Value::Dict(_, d)) => d.iter().collect(),
             Some(v) => {
-                one::<BTreeMap<String, Value>>(v, &KeyPath::root().key(section), root_value, out)
-                    .unwrap_or_default()
+                let _ = one::<BTreeMap<String, Value>>(
+                    v,
+                    &KeyPath::root().key(section),
+                    root_value,
+                    out,
+                );
+                Vec::new()
             }
         }
     }
     let base = KeyPath::root();
     if let Some(v) = root.get("project") {
-        parsed.project = one(v, &base.key("project"), &root_value, &mut out);
+        parsed.project = one(v, &base.key("project"), root_value, &mut out);
     }
     if let Some(v) = root.get("data") {
         // Entry by entry, so a bad dir does not hide a bad secret.
         let dp = base.key("data");
-        if let Some(shell) = one::<DataShell>(v, &dp, &root_value, &mut out) {
+        if let Some(shell) = one::<DataShell>(v, &dp, root_value, &mut out) {
             let mut data = raw::RawData {
                 root: shell.root,
                 ..Default::default()
             };
             // Entries that failed are reported and left out; the config is invalid anyway.
             for (k, v) in shell.dirs {
-                if let Some(d) = one(&v, &dp.key("dirs").key(&k), &root_value, &mut out) {
+                if let Some(d) = one(&v, &dp.key("dirs").key(&k), root_value, &mut out) {
                     data.dirs.insert(k, d);
                 }
             }
             for (k, v) in shell.files {
-                if let Some(f) = one(&v, &dp.key("files").key(&k), &root_value, &mut out) {
+                if let Some(f) = one(&v, &dp.key("files").key(&k), root_value, &mut out) {
                     data.files.insert(k, f);
                 }
             }
@@ -373,10 +377,10 @@ fn parse_entries(figment: &Figment) -> (Parsed, Names, Vec<validate::Pending>) {
     }
     macro_rules! section {
         ($name:literal, $field:ident, $names:expr) => {
-            for (k, v) in entries(&root, $name, &root_value, &mut out) {
+            for (k, v) in entries(root, $name, root_value, &mut out) {
                 $names.insert(k.clone());
-                if let Some(t) = one(&v, &base.key($name).key(&k), &root_value, &mut out) {
-                    parsed.$field.insert(k, t);
+                if let Some(t) = one(v, &base.key($name).key(k), root_value, &mut out) {
+                    parsed.$field.insert(k.clone(), t);
                 }
             }
         };
@@ -388,11 +392,11 @@ fn parse_entries(figment: &Figment) -> (Parsed, Names, Vec<validate::Pending>) {
     let mut workers = std::collections::BTreeSet::new();
     section!("workers", workers, workers);
     if let Some(v) = root.get("probes") {
-        if let Some(list) = one::<Vec<Value>>(v, &base.key("probes"), &root_value, &mut out) {
+        if let Some(list) = one::<Vec<Value>>(v, &base.key("probes"), root_value, &mut out) {
             for (i, p) in list.iter().enumerate() {
                 parsed
                     .probes
-                    .push(one(p, &base.key("probes").index(i), &root_value, &mut out));
+                    .push(one(p, &base.key("probes").index(i), root_value, &mut out));
             }
         }
     }

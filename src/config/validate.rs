@@ -102,6 +102,10 @@ struct Ctx<'a> {
     out: Vec<Pending>,
     /// For each service, the index in the file of each resolved port.
     port_index: BTreeMap<String, Vec<usize>>,
+    /// The project directory with symlinks resolved, computed once.
+    canon_dir: Option<PathBuf>,
+    /// Regular expressions already compiled once and found valid.
+    valid_regexes: BTreeSet<String>,
 }
 
 impl Ctx<'_> {
@@ -141,6 +145,8 @@ pub fn resolve(
         names,
         out: Vec::new(),
         port_index: BTreeMap::new(),
+        canon_dir: dir.canonicalize().ok(),
+        valid_regexes: BTreeSet::new(),
     };
     let root = KeyPath::root();
 
@@ -423,16 +429,16 @@ fn inside(dir: &Path, rel: &Path) -> Option<PathBuf> {
 }
 
 /// The first existing symlink on the way from `dir` to `path` that points outside `dir`.
-fn escaping_symlink(dir: &Path, path: &Path) -> Option<PathBuf> {
+fn escaping_symlink(dir: &Path, canon_dir: Option<&Path>, path: &Path) -> Option<PathBuf> {
     let rel = path.strip_prefix(dir).ok()?;
-    let canon_dir = dir.canonicalize().ok()?;
+    let canon_dir = canon_dir?;
     let mut cur = dir.to_path_buf();
     for c in rel.components() {
         cur.push(c);
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
                 let target = cur.canonicalize().ok();
-                if target.is_none_or(|t| !t.starts_with(&canon_dir)) {
+                if target.is_none_or(|t| !t.starts_with(canon_dir)) {
                     return Some(cur);
                 }
             }
@@ -474,7 +480,7 @@ fn project_path(cx: &mut Ctx, path: &KeyPath, written: &str, what: &str) -> Opti
         );
         return None;
     };
-    if let Some(link) = escaping_symlink(cx.dir, &abs) {
+    if let Some(link) = escaping_symlink(cx.dir, cx.canon_dir.as_deref(), &abs) {
         cx.err(
             Diagnostic::error(
                 path.clone(),
@@ -659,7 +665,7 @@ fn data_rel(cx: &mut Ctx, path: &KeyPath, rel: &str, root: &Path) -> Option<Path
         return None;
     }
     let abs = root.join(p);
-    if let Some(link) = escaping_symlink(cx.dir, &abs) {
+    if let Some(link) = escaping_symlink(cx.dir, cx.canon_dir.as_deref(), &abs) {
         cx.err_key(
             Diagnostic::error(
                 path.clone(),
@@ -747,6 +753,7 @@ fn resolve_image(cx: &mut Ctx, p: &KeyPath, raw: &RawImage) -> Option<Image> {
 // services
 
 fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
+    let names = cx.names;
     let mut defaults = Vec::new();
 
     let image = if cx.names.images.contains(&raw.image) {
@@ -997,7 +1004,7 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
             &p.key("networks").index(i),
             "network",
             n,
-            &cx.names.networks.clone(),
+            &names.networks,
             "networks",
         ) {
             networks.push(n.clone());
@@ -1038,7 +1045,7 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
                 &p.key("network_mode"),
                 "service",
                 s,
-                &cx.names.services.clone(),
+                &names.services,
                 "services",
             );
         }
@@ -1053,7 +1060,7 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
                     &p.key("depends_on").index(i),
                     "service",
                     s,
-                    &cx.names.services.clone(),
+                    &names.services,
                     "services",
                 ) {
                     depends_on.insert(s.clone(), Condition::Started);
@@ -1075,13 +1082,13 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
                         None
                     }
                 };
-                let known = cx.names.services.clone();
+                let known = &names.services;
                 if known.contains(s) {
                     if let Some(cond) = cond {
                         depends_on.insert(s.clone(), cond);
                     }
                 } else {
-                    reference(cx, &kp, "service", s, &known, "services");
+                    reference(cx, &kp, "service", s, known, "services");
                 }
             }
         }
@@ -1449,6 +1456,7 @@ fn parse_port(cx: &mut Ctx, p: &KeyPath, spec: &PortSpec) -> Option<Port> {
 }
 
 fn parse_mount(cx: &mut Ctx, p: &KeyPath, spec: &VolumeSpec) -> Option<Mount> {
+    let names = cx.names;
     let (source, target, read_only, allow_outside) = match spec {
         VolumeSpec::Long(l) => (
             l.source.clone(),
@@ -1496,8 +1504,8 @@ fn parse_mount(cx: &mut Ctx, p: &KeyPath, spec: &VolumeSpec) -> Option<Mount> {
     }
     let is_path = source.starts_with('.') || source.starts_with('/') || source.starts_with('~');
     if !is_path {
-        let known = cx.names.volumes.clone();
-        if !reference(cx, p, "volume", &source, &known, "volumes") {
+        let known = &names.volumes;
+        if !reference(cx, p, "volume", &source, known, "volumes") {
             return None;
         }
         return Some(Mount::Volume {
@@ -1837,9 +1845,10 @@ fn resolve_probe(cx: &mut Ctx, p: &KeyPath, raw: &RawProbe) -> Option<Probe> {
         }
     }
 
-    let services = cx.names.services.clone();
+    let names = cx.names;
+    let services = &names.services;
     let in_service = raw.in_service.as_ref().and_then(|s| {
-        reference(cx, &p.key("in"), "service", s, &services, "services").then(|| s.clone())
+        reference(cx, &p.key("in"), "service", s, services, "services").then(|| s.clone())
     });
     for (i, a) in raw.after.iter().enumerate() {
         reference(
@@ -1847,7 +1856,7 @@ fn resolve_probe(cx: &mut Ctx, p: &KeyPath, raw: &RawProbe) -> Option<Probe> {
             &p.key("after").index(i),
             "service",
             a,
-            &services,
+            services,
             "services",
         );
     }
@@ -2043,7 +2052,7 @@ fn resolve_probe(cx: &mut Ctx, p: &KeyPath, raw: &RawProbe) -> Option<Probe> {
         }
         "log" => {
             let svc = raw.log.clone().unwrap_or_default();
-            reference(cx, &p.key("log"), "service", &svc, &services, "services");
+            reference(cx, &p.key("log"), "service", &svc, services, "services");
             let Some(expect) = expect else {
                 cx.err_key(
                     Diagnostic::error(p.key("log"), "log probe has nothing to look for")
@@ -2086,6 +2095,9 @@ fn resolve_probe(cx: &mut Ctx, p: &KeyPath, raw: &RawProbe) -> Option<Probe> {
 
 fn check_regex(cx: &mut Ctx, p: &KeyPath, m: Option<&Matcher>) {
     if let Some(Matcher::Regex(r)) = m {
+        if cx.valid_regexes.contains(r) {
+            return;
+        }
         if let Err(e) = regex::Regex::new(r) {
             let msg = e.to_string();
             let last = msg.lines().last().unwrap_or("").trim().to_owned();
@@ -2093,6 +2105,8 @@ fn check_regex(cx: &mut Ctx, p: &KeyPath, m: Option<&Matcher>) {
                 Diagnostic::error(p.clone(), format!("invalid regular expression /{r}/: {}", last.trim_start_matches("error: ")))
                     .hint("a value written /like this/ is a regex; drop the slashes to match the text literally"),
             );
+        } else {
+            cx.valid_regexes.insert(r.clone());
         }
     }
 }
