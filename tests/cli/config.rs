@@ -297,3 +297,37 @@ fn init_rejects_an_unknown_template() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_same_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Devbox::new(dir.path()).args(["completions", shell]).run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        for cmd in ["check", "render", "init", "schema"] {
+            assert!(out.stdout.contains(cmd), "{shell} completions lack {cmd}");
+        }
+    }
+    let man = Devbox::new(dir.path()).args(["man"]).run();
+    assert_eq!(man.code, 0);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH devbox"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    assert!(man.stdout.contains("sandbox.toml"));
+}
+
+#[test]
+fn check_json_summarizes_the_project() {
+    let out = Devbox::new(&reference_dir())
+        .args(["check", "--json"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["project"], "refbox");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["services"], serde_json::json!(["client", "server"]));
+    assert_eq!(v["probes"], 6);
+    assert_eq!(v["workers"], serde_json::json!(["echo"]));
+}
