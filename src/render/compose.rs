@@ -17,6 +17,11 @@ pub fn render(plan: &Plan) -> Rendered {
         services.insert(s.name.clone(), service(plan, s, &mut warnings));
     }
     let mut doc = Map::new();
+    if services.is_empty() {
+        // docker-compose 1.x reads a version-less file with no services as the legacy
+        // v1 format (where `services` would be a service); a version key prevents that.
+        doc.insert("version".into(), json!("3.8"));
+    }
     doc.insert("services".into(), Value::Object(services));
     if !plan.volumes.is_empty() {
         let v: Map<String, Value> = plan

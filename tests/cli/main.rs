@@ -4,5 +4,6 @@
 mod util;
 
 mod config;
+mod examples;
 mod render;
 mod schema;
