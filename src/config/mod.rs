@@ -322,10 +322,7 @@ fn parse_entries(root_value: &Value) -> (Parsed, Names, Vec<validate::Pending>) 
     ) -> Option<T> {
         match v.deserialize::<T>() {
             Ok(t) => Some(t),
-            Err(e) => {
-                out.extend(figment_diags(path, e, root));
-                None
-            }
+            Err(e) => retry_without_bad_keys(v, e, path, root, out),
         }
     }
     /// The entries of a table section, borrowed; a section of the wrong type is reported.
@@ -401,6 +398,74 @@ fn parse_entries(root_value: &Value) -> (Parsed, Names, Vec<validate::Pending>) 
         }
     }
     (parsed, names, out)
+}
+
+/// serde stops at the first error in an entry. To report every problem in one run, the
+/// offending key is removed and the entry deserialized again, until it parses or what
+/// is left cannot (a required key was the bad one). The entry that finally parses is
+/// still validated, so its other mistakes are found too; the config stays invalid.
+fn retry_without_bad_keys<T: DeserializeOwned>(
+    v: &Value,
+    first: figment::Error,
+    path: &KeyPath,
+    root: &Value,
+    out: &mut Vec<validate::Pending>,
+) -> Option<T> {
+    let mut cur = v.clone();
+    let mut err = first;
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    for _ in 0..64 {
+        let mut progressed = false;
+        for e in err.clone() {
+            // A key we removed ourselves is not also "missing".
+            if let Kind::MissingField(f) = &e.kind {
+                let mut p = e.path.clone();
+                p.push(f.to_string());
+                if removed.contains(&p) {
+                    return None;
+                }
+            }
+            if let Some(k) = remove_nearest_key(&mut cur, &e.path) {
+                removed.push(k);
+                progressed = true;
+            }
+        }
+        out.extend(figment_diags(path, err, root));
+        if !progressed {
+            return None;
+        }
+        match cur.deserialize::<T>() {
+            Ok(t) => return Some(t),
+            Err(e) => err = e,
+        }
+    }
+    None
+}
+
+/// Removes the key at `segs`, or its nearest ancestor that is a key of a table (never
+/// an array element, so that later indices keep pointing at the same items).
+fn remove_nearest_key(v: &mut Value, segs: &[String]) -> Option<Vec<String>> {
+    (1..=segs.len()).rev().find_map(|end| {
+        let key = &segs[end - 1];
+        match node_at(v, &segs[..end - 1])? {
+            Value::Dict(_, d) => d.remove(key).map(|_| segs[..end].to_vec()),
+            _ => None,
+        }
+    })
+}
+
+fn node_at<'a>(v: &'a mut Value, segs: &[String]) -> Option<&'a mut Value> {
+    match segs.split_first() {
+        None => Some(v),
+        Some((s, rest)) => {
+            let next = match v {
+                Value::Dict(_, d) => d.get_mut(s)?,
+                Value::Array(_, a) => a.get_mut(s.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+            node_at(next, rest)
+        }
+    }
 }
 
 /// `[data]` with its entries still unparsed.
