@@ -221,7 +221,15 @@ pub fn did_you_mean<'a>(
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4) && *d < c.len())
+        // Short words need a closer match: `db` is not a typo of `web`.
+        .filter(|(d, c)| {
+            let allowed = match word.chars().count().min(c.len()) {
+                0..=3 => 1,
+                4..=7 => 2,
+                _ => 3,
+            };
+            *d <= allowed && *d < c.len()
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

@@ -414,24 +414,36 @@ fn retry_without_bad_keys<T: DeserializeOwned>(
     let mut cur = v.clone();
     let mut err = first;
     let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut suggested: Vec<Vec<String>> = Vec::new();
     for _ in 0..64 {
         let mut progressed = false;
-        for e in err.clone() {
-            // A key we removed ourselves is not also "missing".
+        let mut blocked = false;
+        for e in err {
+            // A key we removed ourselves, or one a removed typo already suggests, is not
+            // also reported as missing; but without it the entry cannot be built.
             if let Kind::MissingField(f) = &e.kind {
                 let mut p = e.path.clone();
                 p.push(f.to_string());
-                if removed.contains(&p) {
-                    return None;
+                if removed.contains(&p) || suggested.contains(&p) {
+                    blocked = true;
+                    continue;
+                }
+            }
+            if let Kind::UnknownField(field, expected) = &e.kind {
+                if let Some(s) = diagnostic::did_you_mean(field, expected.iter().copied()) {
+                    let mut p = e.path.clone();
+                    p.pop();
+                    p.push(s.to_owned());
+                    suggested.push(p);
                 }
             }
             if let Some(k) = remove_nearest_key(&mut cur, &e.path) {
                 removed.push(k);
                 progressed = true;
             }
+            out.extend(figment_diags(path, e, root));
         }
-        out.extend(figment_diags(path, err, root));
-        if !progressed {
+        if blocked || !progressed {
             return None;
         }
         match cur.deserialize::<T>() {
@@ -492,6 +504,32 @@ fn value_at<'a>(root: &'a Value, path: &KeyPath) -> Option<&'a Value> {
     Some(v)
 }
 
+/// serde's words for TOML's: a sequence is a list, a map a table.
+fn toml_words(s: &str) -> String {
+    let mut out = s
+        .replace("a sequence", "a list")
+        .replace("a map", "a table")
+        .replace("a boolean", "true or false");
+    for (from, to) in [
+        ("signed int `", "integer "),
+        ("unsigned int `", "integer "),
+        ("floating point `", "number "),
+        ("bool `", ""),
+    ] {
+        if let Some(i) = out.find(from) {
+            let rest = &out[i + from.len()..];
+            if let Some(j) = rest.find('`') {
+                out = format!("{}{to}{}{}", &out[..i], &rest[..j], &rest[j + 1..]);
+            }
+        }
+    }
+    match out.as_str() {
+        "sequence" => "a list".into(),
+        "map" => "a table".into(),
+        _ => out,
+    }
+}
+
 /// Turns figment's errors (paths relative to the deserialized value) into diagnostics.
 fn figment_diags(prefix: &KeyPath, err: figment::Error, root: &Value) -> Vec<validate::Pending> {
     err.into_iter()
@@ -521,9 +559,12 @@ fn figment_diags(prefix: &KeyPath, err: figment::Error, root: &Value) -> Vec<val
                 Kind::InvalidType(actual, expected) => {
                     let mut d = Diagnostic::error(
                         path.clone(),
-                        format!("wrong type for `{key_name}`: found {actual}"),
+                        format!(
+                            "wrong type for `{key_name}`: found {}",
+                            toml_words(&actual.to_string())
+                        ),
                     )
-                    .expected(expected.clone());
+                    .expected(toml_words(expected));
                     if key_name == "mode" {
                         d = d.hint("write the mode as a quoted octal string, e.g. mode = \"0700\"");
                     } else if expected.contains("string") && !expected.contains("table") {

@@ -90,7 +90,14 @@ impl SourceFile {
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 let origin = origin_at(&display, &text, span);
-                let message = e.message().trim_end().trim_end_matches('.').to_owned();
+                // toml_edit puts context and detail on separate lines; keep one line.
+                let message = e
+                    .message()
+                    .lines()
+                    .map(|l| l.trim().trim_end_matches('.'))
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(": ");
                 let message = lower_first(&message);
                 let mut d = Diagnostic::error(KeyPath::root(), format!("invalid TOML: {message}"))
                     .with_origin(Some(origin));

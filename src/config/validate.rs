@@ -1317,10 +1317,15 @@ fn caps(cx: &mut Ctx, p: &KeyPath, list: &[String]) -> Vec<String> {
         } else {
             let d = Diagnostic::error(p.index(i), format!("unknown capability `{c}`"))
                 .expected("ALL or a capability name such as NET_BIND_SERVICE");
-            cx.err(match did_you_mean(name, CAPABILITIES.iter().copied()) {
-                Some(s) => d.hint(format!("did you mean `{s}`?")),
-                None => d.hint("see capabilities(7)"),
-            });
+            cx.err(
+                match did_you_mean(
+                    name,
+                    std::iter::once("ALL").chain(CAPABILITIES.iter().copied()),
+                ) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint("see capabilities(7)"),
+                },
+            );
         }
     }
     out
