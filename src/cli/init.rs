@@ -86,10 +86,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             path.strip_prefix(&dir).unwrap_or(path).display()
         );
     }
-    println!(
-        "\nnext: cd {} && devbox check",
-        a.dir.as_deref().unwrap_or(Path::new(".")).display()
-    );
+    match a.dir.as_deref().filter(|d| *d != Path::new(".")) {
+        Some(d) => println!("\nnext: cd {} && devbox check", d.display()),
+        None => println!("\nnext: devbox check"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 mod util;
 
 mod config;
+mod docs;
 mod errors;
 mod examples;
 mod render;
