@@ -3,6 +3,7 @@
 //! Data flows one way: [`config`] loads and validates, [`plan`] resolves engine-neutral
 //! desired state, [`render`] writes it out for other tools; `cli` is the doorway.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod data;

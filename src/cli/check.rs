@@ -25,6 +25,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             "probes": c.probes.len(),
             "workers": c.workers.keys().collect::<Vec<_>>(),
             "warnings": loaded.warnings,
+            "audit": super::audit::summary_line(&super::audit::located(&loaded)),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -36,6 +37,10 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             plural(c.images.len(), "image"),
             plural(c.probes.len(), "probe"),
             plural(c.workers.len(), "worker"),
+        );
+        println!(
+            "{} (details: devbox audit)",
+            super::audit::summary_line(&super::audit::located(&loaded))
         );
     }
     Ok(ExitCode::SUCCESS)

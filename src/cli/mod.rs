@@ -1,6 +1,7 @@
 //! The command line: clap types, one file per command, and the mapping of errors to
 //! exit codes. Commands never talk to an engine directly.
 
+mod audit;
 mod check;
 mod config_cmd;
 mod init;
@@ -69,6 +70,8 @@ impl From<EngineArg> for EngineChoice {
 pub enum Command {
     /// Load and validate sandbox.toml; exit 2 with every problem found.
     Check(check::Args),
+    /// Security posture: rules with ids and severities; exit 1 at --fail-on.
+    Audit(audit::Args),
     /// Print the merged configuration, or where a value came from.
     Config(config_cmd::Args),
     /// Print the JSON Schema of sandbox.toml.
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match &cli.command {
         Command::Check(a) => check::run(g, a),
+        Command::Audit(a) => audit::run(g, a),
         Command::Config(a) => config_cmd::run(g, a),
         Command::Schema => schema::run(),
         Command::Render(a) => render_cmd::run(g, a),

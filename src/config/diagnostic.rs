@@ -115,6 +115,12 @@ pub struct Diagnostic {
     pub origin: Option<Origin>,
     pub expected: Option<String>,
     pub hint: Option<String>,
+    /// Replaces "error"/"warning" at the start, for other kinds of report (audit).
+    #[serde(skip)]
+    pub label: Option<String>,
+    /// Extra `= name: text` lines after the hint.
+    #[serde(skip)]
+    pub notes: Vec<(String, String)>,
 }
 
 fn ser_display<S: serde::Serializer>(k: &KeyPath, s: S) -> Result<S::Ok, S::Error> {
@@ -130,6 +136,8 @@ impl Diagnostic {
             origin: None,
             expected: None,
             hint: None,
+            label: None,
+            notes: Vec::new(),
         }
     }
 
@@ -168,9 +176,10 @@ impl fmt::Display for Diagnostic {
     ///    = hint: did you mean `image`?
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let label = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+        let label = match (&self.label, self.severity) {
+            (Some(l), _) => l.as_str(),
+            (None, Severity::Error) => "error",
+            (None, Severity::Warning) => "warning",
         };
         writeln!(f, "{label}: {}", self.message)?;
         let gutter = match &self.origin {
@@ -208,6 +217,9 @@ impl fmt::Display for Diagnostic {
         }
         if let Some(h) = &self.hint {
             writeln!(f, "{pad} = hint: {h}")?;
+        }
+        for (name, text) in &self.notes {
+            writeln!(f, "{pad} = {name}: {text}")?;
         }
         Ok(())
     }

@@ -23,7 +23,8 @@ use serde::de::DeserializeOwned;
 
 pub use diagnostic::{Diagnostic, KeyPath, Origin, Seg, Severity};
 pub use model::Config;
-use source::{Point, SourceFile};
+pub use source::Point;
+use source::SourceFile;
 use validate::{Names, Parsed};
 
 pub const FILE_NAME: &str = "sandbox.toml";
@@ -678,6 +679,17 @@ fn locate(
         .find(|s| s.contains(path))
         .or_else(|| sources.first())
         .and_then(|s| s.locate(path, point))
+}
+
+/// Where `key` is in the loaded files (or the nearest enclosing entry that is).
+pub fn locate_key(loaded: &Loaded, key: &KeyPath, point: Point) -> Option<Origin> {
+    let root = loaded
+        .figment
+        .data()
+        .ok()
+        .and_then(|mut m| m.remove(&Profile::Default))
+        .map(Value::from)?;
+    locate(&loaded.figment, &root, &loaded.sources, key, point)
 }
 
 /// Where the value of `key` (dotted) came from, for `devbox config --explain`.

@@ -150,6 +150,8 @@ pub struct Service {
     pub devices: Vec<String>,
     pub sysctls: BTreeMap<String, String>,
     pub extra_hosts: Vec<String>,
+    /// Audit findings accepted for this service: rule id -> reason.
+    pub waivers: BTreeMap<String, String>,
     /// The hardened defaults devbox filled in because the file left them unset,
     /// as `key = value` strings, for the rendered plan and `devbox config`.
     pub defaults_applied: Vec<String>,

@@ -223,6 +223,26 @@ pub struct RawService {
     /// `"host:ip"` entries for `/etc/hosts`.
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// Accepted `devbox audit` findings, each with its reason.
+    pub audit: Option<RawAuditWaivers>,
+}
+
+/// `[services.NAME.audit]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuditWaivers {
+    /// `[{ rule = "DBX017", reason = "the proxy must bind port 443" }]`
+    #[serde(default)]
+    pub allow: Vec<RawWaiver>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaiver {
+    /// A rule id such as `DBX017`.
+    pub rule: String,
+    /// Why the finding is accepted; required.
+    pub reason: Option<String>,
 }
 
 /// `healthcheck = { cmd | tcp | http, interval, timeout, retries, start_period }`

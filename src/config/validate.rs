@@ -1231,8 +1231,46 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
         devices: raw.devices.clone(),
         sysctls: env_map(&raw.sysctls),
         extra_hosts: raw.extra_hosts.clone(),
+        waivers: waivers(cx, &p.key("audit").key("allow"), raw.audit.as_ref()),
         defaults_applied: defaults,
     }
+}
+
+fn waivers(cx: &mut Ctx, p: &KeyPath, raw: Option<&RawAuditWaivers>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (i, w) in raw
+        .map(|r| r.allow.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let known = crate::audit::rule(&w.rule).is_some();
+        if !known {
+            let ids: Vec<&str> = crate::audit::RULES.iter().map(|r| r.id).collect();
+            let d = Diagnostic::error(
+                p.index(i).key("rule"),
+                format!("unknown audit rule `{}`", w.rule),
+            )
+            .expected("a rule id from `devbox audit --rules`, such as DBX001");
+            cx.err(match did_you_mean(&w.rule, ids.iter().copied()) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d,
+            });
+        }
+        match w.reason.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => {
+                if known {
+                    out.insert(w.rule.clone(), r.to_owned());
+                }
+            }
+            _ => cx.err_key(
+                Diagnostic::error(p.index(i), format!("waiver for {} has no reason", w.rule))
+                    .expected("reason = \"why this finding is acceptable here\"")
+                    .hint("a waiver records a decision; say who needs it and why"),
+            ),
+        }
+    }
+    out
 }
 
 /// A command given as one string runs through `sh -c`, as in a Containerfile's shell form.

@@ -41,7 +41,7 @@ fn reference_file_validates_unchanged() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout,
-        "✓ sandbox.toml is valid: project refbox, 2 services, 1 image, 6 probes, 1 worker\n"
+        "✓ sandbox.toml is valid: project refbox, 2 services, 1 image, 6 probes, 1 worker\naudit: 2 low (details: devbox audit)\n"
     );
     assert_eq!(out.stderr, "");
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod audit;
 mod config;
 mod docs;
 mod errors;
