@@ -1,4 +1,4 @@
-//! Load + validate + plan of a generated 200-service sandbox.toml.
+//! Load + validate + plan, and audit, of a generated 200-service sandbox.toml.
 //! Run: cargo bench --bench config
 
 use std::fmt::Write;
@@ -46,6 +46,9 @@ fn bench(c: &mut Criterion) {
             let loaded = config::load(&opts).unwrap();
             devbox::plan::plan(&loaded.config)
         })
+    });
+    c.bench_function("audit 200 services", |b| {
+        b.iter(|| devbox::audit::audit(&loaded.config))
     });
 }
 

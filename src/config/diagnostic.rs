@@ -158,6 +158,23 @@ impl Diagnostic {
         self
     }
 
+    /// Adds "did you mean `X`?" when `word` is a likely typo of one of `candidates`.
+    pub fn suggest<'a>(self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        match did_you_mean(word, candidates) {
+            Some(s) => self.hint(format!("did you mean `{s}`?")),
+            None => self,
+        }
+    }
+
+    /// A hint for when no better one was found.
+    pub fn or_hint(self, h: impl Into<String>) -> Self {
+        if self.hint.is_some() {
+            self
+        } else {
+            self.hint(h)
+        }
+    }
+
     pub fn with_origin(mut self, o: Option<Origin>) -> Self {
         self.origin = o;
         self

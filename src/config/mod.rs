@@ -307,10 +307,9 @@ fn parse_entries(root_value: &Value) -> (Parsed, Names, Vec<validate::Pending>) 
         if !SECTIONS.contains(&key.as_str()) {
             let d = Diagnostic::error(KeyPath::root().key(key), format!("unknown key `{key}`"))
                 .expected(format!("one of {}", SECTIONS.join(", ")));
-            let d = match diagnostic::did_you_mean(key, SECTIONS.iter().copied()) {
-                Some(s) => d.hint(format!("did you mean `{s}`?")),
-                None => d.hint("see `devbox schema` for every key"),
-            };
+            let d = d
+                .suggest(key, SECTIONS.iter().copied())
+                .or_hint("see `devbox schema` for every key");
             out.push((d, Point::Key));
         }
     }
@@ -546,10 +545,9 @@ fn figment_diags(prefix: &KeyPath, err: figment::Error, root: &Value) -> Vec<val
                 Kind::UnknownField(field, expected) => {
                     let d = Diagnostic::error(path.clone(), format!("unknown key `{field}`"))
                         .expected(format!("one of {}", expected.join(", ")));
-                    let d = match diagnostic::did_you_mean(field, expected.iter().copied()) {
-                        Some(s) => d.hint(format!("did you mean `{s}`?")),
-                        None => d.hint("see `devbox schema` for every key"),
-                    };
+                    let d = d
+                        .suggest(field, expected.iter().copied())
+                        .or_hint("see `devbox schema` for every key");
                     (d, Point::Key)
                 }
                 Kind::MissingField(field) => (
@@ -587,10 +585,7 @@ fn figment_diags(prefix: &KeyPath, err: figment::Error, root: &Value) -> Vec<val
                         format!("unknown value `{v}` for `{key_name}`"),
                     )
                     .expected(format!("one of {}", expected.join(", ")));
-                    let d = match diagnostic::did_you_mean(v, expected.iter().copied()) {
-                        Some(s) => d.hint(format!("did you mean `{s}`?")),
-                        None => d,
-                    };
+                    let d = d.suggest(v, expected.iter().copied());
                     (d, Point::Value)
                 }
                 Kind::Message(m) => (

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
-use super::diagnostic::{did_you_mean, Diagnostic, KeyPath, Seg};
+use super::diagnostic::{Diagnostic, KeyPath, Seg};
 use super::forms::{
     self, DependsOn, EnvValue, ExpectExit, PortSpec, SizeValue, StringOrList, VolumeSpec,
 };
@@ -546,10 +546,8 @@ fn reference(
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        match did_you_mean(name, known.iter().map(String::as_str)) {
-            Some(s) => d.hint(format!("did you mean `{s}`?")),
-            None => d.hint(format!("add [{section}.{name}]")),
-        }
+        d.suggest(name, known.iter().map(String::as_str))
+            .or_hint(format!("add [{section}.{name}]"))
     };
     cx.err(d);
     false
@@ -766,13 +764,11 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
             "a key of [images], or an image reference containing `/` or `:` (\"localhost/app:1\")",
         );
         cx.err(
-            match did_you_mean(&raw.image, cx.names.images.iter().map(String::as_str)) {
-                Some(s) => d.hint(format!("did you mean `{s}`?")),
-                None => d.hint(format!(
+            d.suggest(&raw.image, cx.names.images.iter().map(String::as_str))
+                .or_hint(format!(
                     "define [images.{}] with a containerfile, or write a full reference",
                     raw.image
                 )),
-            },
         );
         ImageRef::Reference(raw.image.clone())
     };
@@ -974,10 +970,7 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
         if !ULIMITS.contains(&name.as_str()) {
             let d = Diagnostic::error(kp.clone(), format!("unknown ulimit `{name}`"))
                 .expected(ULIMITS.join(", "));
-            cx.err_key(match did_you_mean(name, ULIMITS.iter().copied()) {
-                Some(s) => d.hint(format!("did you mean `{s}`?")),
-                None => d,
-            });
+            cx.err_key(d.suggest(name, ULIMITS.iter().copied()));
             continue;
         }
         let (soft, hard) = match u {
@@ -1252,10 +1245,7 @@ fn waivers(cx: &mut Ctx, p: &KeyPath, raw: Option<&RawAuditWaivers>) -> BTreeMap
                 format!("unknown audit rule `{}`", w.rule),
             )
             .expected("a rule id from `devbox audit --rules`, such as DBX001");
-            cx.err(match did_you_mean(&w.rule, ids.iter().copied()) {
-                Some(s) => d.hint(format!("did you mean `{s}`?")),
-                None => d,
-            });
+            cx.err(d.suggest(&w.rule, ids.iter().copied()));
         }
         match w.reason.as_deref().map(str::trim) {
             Some(r) if !r.is_empty() => {
@@ -1356,13 +1346,11 @@ fn caps(cx: &mut Ctx, p: &KeyPath, list: &[String]) -> Vec<String> {
             let d = Diagnostic::error(p.index(i), format!("unknown capability `{c}`"))
                 .expected("ALL or a capability name such as NET_BIND_SERVICE");
             cx.err(
-                match did_you_mean(
+                d.suggest(
                     name,
                     std::iter::once("ALL").chain(CAPABILITIES.iter().copied()),
-                ) {
-                    Some(s) => d.hint(format!("did you mean `{s}`?")),
-                    None => d.hint("see capabilities(7)"),
-                },
+                )
+                .or_hint("see capabilities(7)"),
             );
         }
     }
