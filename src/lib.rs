@@ -3,12 +3,15 @@
 //! Data flows one way: [`config`] loads and validates, [`plan`] resolves engine-neutral
 //! desired state, [`render`] writes it out for other tools; `cli` is the doorway.
 
+pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod engine;
 pub mod fsutil;
 pub mod plan;
+pub mod process;
 pub mod render;
 
 pub use cli::main;

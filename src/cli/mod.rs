@@ -4,9 +4,15 @@
 mod audit;
 mod check;
 mod config_cmd;
+mod down;
+mod engine;
+mod exec;
 mod init;
+mod logs;
 mod render_cmd;
 mod schema;
+mod status;
+mod up;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,6 +82,17 @@ pub enum Command {
     Config(config_cmd::Args),
     /// Print the JSON Schema of sandbox.toml.
     Schema,
+    /// Create or update the environment so it matches sandbox.toml, and wait until ready.
+    Up(up::Args),
+    /// Remove the project's containers and networks; keeps .data and named volumes.
+    Down(down::Args),
+    /// Show each service's container, state, health and ports.
+    #[command(visible_alias = "ps")]
+    Status(status::Args),
+    /// Show the services' output, merged in time order.
+    Logs(logs::Args),
+    /// Run a command in a service's container.
+    Exec(exec::Args),
     /// Render the plan for other tools: json, compose or kube.
     Render(render_cmd::Args),
     /// Create a sandbox.toml from a template.
@@ -99,7 +116,16 @@ pub fn main() -> ExitCode {
                 let _ = writeln!(std::io::stderr(), "{ce}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            // The chain, minus causes a message already quotes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            let _ = writeln!(std::io::stderr(), "error: {msg}");
             ExitCode::from(EXIT_FAILED)
         }
     }
@@ -113,6 +139,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(a) => config_cmd::run(g, a),
         Command::Schema => schema::run(),
         Command::Render(a) => render_cmd::run(g, a),
+        Command::Up(a) => up::run(g, a),
+        Command::Down(a) => down::run(g, a),
+        Command::Status(a) => status::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
         Command::Init(a) => init::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(

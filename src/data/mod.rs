@@ -52,18 +52,27 @@ pub struct Report {
 pub fn ensure(data: &Data) -> Result<Report, DataError> {
     let mut report = Report::default();
     ensure_dir(&data.root, 0o755, &mut report)?;
+    // Undeclared parents get 0755; declared directories their own mode.
+    let declared: std::collections::BTreeMap<PathBuf, u32> = data
+        .dirs
+        .iter()
+        .map(|d| (data.root.join(&d.path), d.mode))
+        .collect();
+    let parents = |path: &Path, report: &mut Report| -> Result<(), DataError> {
+        for parent in parents_within(&data.root, path) {
+            let mode = declared.get(&parent).copied().unwrap_or(0o755);
+            ensure_dir(&parent, mode, report)?;
+        }
+        Ok(())
+    };
     for d in &data.dirs {
         let path = data.root.join(&d.path);
-        for parent in parents_within(&data.root, &path) {
-            ensure_dir(&parent, 0o755, &mut report)?;
-        }
+        parents(&path, &mut report)?;
         ensure_dir(&path, d.mode, &mut report)?;
     }
     for f in &data.files {
         let path = data.root.join(&f.path);
-        for parent in parents_within(&data.root, &path) {
-            ensure_dir(&parent, 0o755, &mut report)?;
-        }
+        parents(&path, &mut report)?;
         match fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => return Err(DataError::Symlink(path)),
             Ok(m) if !m.is_file() => {
@@ -443,7 +452,7 @@ mod tests {
             return;
         }
         let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new("sh")
+        let out = crate::process::command("sh")
             .args(["-c", "umask 077 && exec \"$0\" --exact data::tests::modes_do_not_depend_on_the_umask --test-threads 1"])
             .arg(exe)
             .env("DEVBOX_UMASK_CHILD", "1")

@@ -275,10 +275,10 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
             }
             HealthTest::Tcp(port) => {
                 warnings.push(format!(
-                    "compose: services.{}.healthcheck tcp = {port} rendered as `nc -z 127.0.0.1 {port}`, which needs nc in the image",
+                    "compose: services.{}.healthcheck tcp = {port} rendered as a shell test (listening socket in /proc/net/tcp, else `nc -z`), which needs sh and grep in the image",
                     s.name
                 ));
-                vec!["CMD-SHELL".into(), format!("nc -z 127.0.0.1 {port}")]
+                vec!["CMD-SHELL".into(), crate::engine::tcp_check(*port)]
             }
             HealthTest::Http(url) => {
                 let url = http_url(url, spec);

@@ -1,0 +1,703 @@
+//! Apply: compare what the engine has (found by the `devbox.project` label) with the
+//! plan, and do only what differs — build missing images, create missing networks and
+//! volumes, create, recreate or start containers in dependency order, then wait until
+//! every service is running and healthy.
+//!
+//! A container is kept when its `devbox.config-hash` label and image match the plan;
+//! anything else about it is the engine's business. Never parses configuration.
+
+pub mod context;
+pub mod lock;
+pub mod progress;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::config::model::{Condition, ImageRef, Mount, Userns};
+use crate::data::{self, DataError};
+use crate::engine::{
+    self, container_spec, BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo,
+    ErrorKind, Kind, LogOptions, NetworkSpec, VolumeSpec,
+};
+use crate::fsutil::PathError;
+use crate::plan::{Plan, ServicePlan, LABEL_HASH};
+pub use progress::Progress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("service `{service}` {problem}{}", logs_block(.logs))]
+    Service {
+        service: String,
+        problem: String,
+        logs: Vec<String>,
+    },
+    #[error("the container name `{name}` is taken by a container devbox did not create\nhint: remove or rename it (`{engine} rm {name}`), or set another [project] name")]
+    NameTaken { name: String, engine: Kind },
+}
+
+fn logs_block(logs: &[String]) -> String {
+    if logs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nlast log lines:");
+    for l in logs {
+        s.push_str("\n  | ");
+        s.push_str(l);
+    }
+    s
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Rebuild images even when their tag exists.
+    pub build: bool,
+    pub remove_orphans: bool,
+    /// How long to wait for each service to become ready.
+    pub timeout: Duration,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        Self {
+            build: false,
+            remove_orphans: false,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What `up` did, service by service.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UpReport {
+    pub built: Vec<String>,
+    pub created: Vec<String>,
+    pub recreated: Vec<String>,
+    pub started: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub orphans: Vec<String>,
+    pub removed_orphans: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl UpReport {
+    /// Whether anything in the engine changed.
+    pub fn changed(&self) -> bool {
+        !(self.built.is_empty()
+            && self.created.is_empty()
+            && self.recreated.is_empty()
+            && self.started.is_empty()
+            && self.removed_orphans.is_empty())
+    }
+}
+
+fn parse_ids(user: &str) -> Option<(u32, u32)> {
+    let (u, g) = user.split_once(':').unwrap_or((user, user));
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// Whether the engine maps the service's user to the host user, so that bind-mounted
+/// `.data` stays writable without devbox changing ownership.
+fn keeps_host_user(info: &EngineInfo, s: &ServicePlan) -> bool {
+    info.kind == Kind::Podman
+        && info.rootless
+        && matches!(s.spec.userns, Some(Userns::KeepId { .. }))
+}
+
+/// On engines without keep-id, a service running as `uid:gid` cannot write the host's
+/// `.data` directories (owned by the host user); make the declared ones its own.
+fn share_data_dirs(
+    plan: &Plan,
+    info: &EngineInfo,
+    notes: &mut Vec<String>,
+) -> Result<(), ApplyError> {
+    let root = &plan.data.root;
+    let mut dirs: Vec<PathBuf> = vec![root.clone()];
+    dirs.extend(plan.data.dirs.iter().map(|d| root.join(&d.path)));
+    for s in &plan.services {
+        if keeps_host_user(info, s) {
+            continue;
+        }
+        let Some((uid, gid)) = parse_ids(&s.spec.user) else {
+            continue;
+        };
+        let mounted: Vec<&PathBuf> = s
+            .spec
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Bind {
+                    source, read_only, ..
+                } if !read_only => Some(source),
+                _ => None,
+            })
+            .collect();
+        let targets: Vec<&PathBuf> = dirs
+            .iter()
+            .filter(|d| mounted.iter().any(|m| d.starts_with(m)))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let mut changed = Vec::new();
+        for d in targets {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(meta) = std::fs::symlink_metadata(d) else {
+                continue;
+            };
+            if !meta.is_dir() || (meta.uid() == uid && meta.gid() == gid) {
+                continue;
+            }
+            if !nix::unistd::geteuid().is_root() {
+                notes.push(format!(
+                    "service `{}` runs as {uid}:{gid} without keep-id; {} is owned by {}:{} and devbox (not root) cannot change that",
+                    s.name,
+                    d.display(),
+                    meta.uid(),
+                    meta.gid()
+                ));
+                continue;
+            }
+            nix::unistd::chown(
+                d.as_path(),
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| PathError {
+                action: "changing the owner of",
+                path: d.clone(),
+                source: e.into(),
+            })?;
+            changed.push(d.strip_prefix(&plan.dir).unwrap_or(d).display().to_string());
+        }
+        if !changed.is_empty() {
+            notes.push(format!(
+                "{} has no keep-id for service `{}`: made {} owned by {uid}:{gid} so it can write them",
+                match info.kind {
+                    Kind::Docker => "docker",
+                    Kind::Podman => "rootful podman",
+                },
+                s.name,
+                changed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the images the plan declares (unless their content tag exists) and returns
+/// the tag each image key resolves to.
+pub async fn build_images<E: Engine>(
+    engine: &E,
+    plan: &Plan,
+    force: bool,
+    ui: &Progress,
+    built: &mut Vec<String>,
+) -> Result<BTreeMap<String, String>, ApplyError> {
+    let mut tags = BTreeMap::new();
+    let skip = context_skips(plan);
+    for image in &plan.images {
+        let key = format!("image {}", image.key);
+        let ctx = context::prepare(&plan.project, image, &skip)?;
+        if !force && engine.image_exists(&ctx.tag).await? {
+            tags.insert(image.key.clone(), ctx.tag);
+            continue;
+        }
+        ui.step(&key, &format!("building {} ({} files)", ctx.tag, ctx.files));
+        let spec = BuildSpec::new(image, ctx.containerfile.clone());
+        let spec = BuildSpec {
+            tag: ctx.tag.clone(),
+            ..spec
+        };
+        let mut lines: Vec<String> = Vec::new();
+        let result = {
+            let mut on_line = |l: &str| {
+                ui.detail(&key, l);
+                lines.push(l.to_owned());
+            };
+            engine.build(&spec, ctx.tar, &mut on_line).await
+        };
+        if let Err(mut e) = result {
+            if !ui.verbose {
+                let tail: Vec<&String> = lines.iter().rev().take(30).rev().collect();
+                for l in tail {
+                    e.message.push_str("\n  | ");
+                    e.message.push_str(l);
+                }
+            }
+            ui.done(&key, "build failed");
+            return Err(e.into());
+        }
+        ui.done(&key, &format!("built {}", ctx.tag));
+        built.push(image.key.clone());
+        tags.insert(image.key.clone(), ctx.tag);
+    }
+    Ok(tags)
+}
+
+/// The last `n` log lines of a container, for error messages.
+pub async fn last_logs<E: Engine>(engine: &E, id: &str, n: usize) -> Vec<String> {
+    let opts = LogOptions {
+        follow: false,
+        since: None,
+        tail: Some(n),
+    };
+    let Ok(mut s) = engine.logs(id, &opts).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Some(Ok(l)) = s.next().await {
+        out.push(l.text);
+    }
+    out
+}
+
+/// Waits until the container satisfies `cond` (`Healthy` also means running without a
+/// healthcheck). Runs the healthcheck itself on engines that need it.
+pub async fn wait_for<E: Engine>(
+    engine: &E,
+    service: &ServicePlan,
+    id: &str,
+    cond: Condition,
+    deadline: Instant,
+) -> Result<ContainerInfo, ApplyError> {
+    let interval = service
+        .spec
+        .healthcheck
+        .as_ref()
+        .map_or(Duration::from_secs(1), |h| {
+            Duration::from_millis(h.interval_ms.max(100))
+        });
+    let has_check = service.spec.healthcheck.is_some();
+    let mut last_poke: Option<Instant> = None;
+    let fail = |problem: String| async move {
+        ApplyError::Service {
+            service: service.name.clone(),
+            problem,
+            logs: last_logs(engine, id, 20).await,
+        }
+    };
+    loop {
+        let c = engine.inspect_container(id).await?;
+        let exited = matches!(c.state.as_str(), "exited" | "stopped" | "dead");
+        let code = c.exit_code.unwrap_or(0);
+        match cond {
+            Condition::Completed if exited => {
+                if code == 0 {
+                    return Ok(c);
+                }
+                return Err(fail(format!("exited with code {code}")).await);
+            }
+            Condition::Completed => {}
+            _ if exited => {
+                return Err(fail(format!("exited with code {code} while starting")).await);
+            }
+            Condition::Started if c.running() => return Ok(c),
+            Condition::Healthy if c.running() && !has_check => return Ok(c),
+            Condition::Healthy if c.health.as_deref() == Some("healthy") => return Ok(c),
+            Condition::Healthy if c.health.as_deref() == Some("unhealthy") => {
+                return Err(fail("is unhealthy".into()).await);
+            }
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            let what = match cond {
+                Condition::Healthy if has_check => "healthy",
+                Condition::Completed => "completed",
+                _ => "running",
+            };
+            return Err(fail(format!(
+                "was not {what} in time (state {}, health {})",
+                c.state,
+                c.health.as_deref().unwrap_or("none")
+            ))
+            .await);
+        }
+        if has_check && c.running() && last_poke.is_none_or(|t| t.elapsed() >= interval) {
+            last_poke = Some(Instant::now());
+            engine.run_healthcheck(id).await?;
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The image tag each image key resolves to, without building (for `status`).
+pub fn image_tags(plan: &Plan) -> Result<BTreeMap<String, String>, ApplyError> {
+    let skip = context_skips(plan);
+    let mut tags = BTreeMap::new();
+    for image in &plan.images {
+        tags.insert(
+            image.key.clone(),
+            context::prepare(&plan.project, image, &skip)?.tag,
+        );
+    }
+    Ok(tags)
+}
+
+fn context_skips(plan: &Plan) -> [PathBuf; 3] {
+    [
+        plan.data.root.clone(),
+        plan.file.clone(),
+        plan.file.with_file_name("sandbox.local.toml"),
+    ]
+}
+
+/// The container devbox wants for a service on this engine. Its `devbox.config-hash`
+/// label is a sha2 of everything sent to the engine — the plan's settings as this engine
+/// takes them, the built image's content tag, env files' contents — so a container is
+/// kept exactly when nothing it was made from has changed.
+pub fn desired(
+    plan: &Plan,
+    s: &ServicePlan,
+    info: &EngineInfo,
+    tags: &BTreeMap<String, String>,
+) -> Result<ContainerSpec, ApplyError> {
+    let mut spec = container_spec(plan, s)?;
+    if let ImageRef::Built(k) = &s.spec.image {
+        if let Some(t) = tags.get(k) {
+            spec.image = t.clone();
+        }
+    }
+    if matches!(spec.userns, Some(Userns::KeepId { .. })) && !keeps_host_user(info, s) {
+        // Only rootless Podman maps the host user; elsewhere the service runs as its
+        // `user`, and share_data_dirs has made `.data` writable for it.
+        spec.userns = None;
+    }
+    spec.labels.remove(LABEL_HASH);
+    let hash = crate::plan::hash_of(&format!("{spec:?}"));
+    spec.labels.insert(LABEL_HASH.into(), hash);
+    Ok(spec)
+}
+
+/// Brings the engine to the plan.
+pub async fn up<E: Engine>(
+    engine: &E,
+    plan: &Plan,
+    opts: &UpOptions,
+    ui: &Progress,
+) -> Result<UpReport, ApplyError> {
+    let mut report = UpReport::default();
+    let info = engine.info().await?;
+
+    // 1. The data tree.
+    if !plan.data.dirs.is_empty() || !plan.data.files.is_empty() {
+        let r = data::ensure(&plan.data)?;
+        for (p, want, have) in r.mode_differs {
+            report.notes.push(format!(
+                "{} has mode {have:04o}, the file declares {want:04o}; devbox leaves existing data as it is",
+                p.display()
+            ));
+        }
+        share_data_dirs(plan, &info, &mut report.notes)?;
+    }
+    if info.rootless && info.cgroup_version == "1" {
+        for s in &plan.services {
+            let mut ignored = Vec::new();
+            if s.spec.memory.is_some() {
+                ignored.push("memory");
+            }
+            if s.spec.cpus.is_some() {
+                ignored.push("cpus");
+            }
+            if s.spec.pids_limit.is_some() {
+                ignored.push("pids_limit");
+            }
+            if !ignored.is_empty() {
+                report.notes.push(format!(
+                    "warning: rootless {} on cgroup v1 cannot enforce {} for service `{}`; they are set but not applied",
+                    info.kind,
+                    ignored.join(", "),
+                    s.name
+                ));
+            }
+        }
+    }
+
+    // 2. Images.
+    let tags = build_images(engine, plan, opts.build, ui, &mut report.built).await?;
+
+    // 3. Networks and volumes.
+    let have_nets: BTreeMap<String, engine::ResourceInfo> = engine
+        .list_networks(&plan.project)
+        .await?
+        .into_iter()
+        .map(|n| (n.name.clone(), n))
+        .collect();
+    let mut renewed_nets = BTreeSet::new();
+    for n in &plan.networks {
+        match have_nets.get(&n.name) {
+            Some(h) if h.labels.get(LABEL_HASH) == Some(&n.hash) => {}
+            Some(_) => {
+                renewed_nets.insert(n.key.clone());
+            }
+            None => {
+                engine
+                    .create_network(&NetworkSpec {
+                        name: n.name.clone(),
+                        internal: n.internal,
+                        labels: n.labels.clone(),
+                    })
+                    .await
+                    .or_else(|e| {
+                        if e.kind == ErrorKind::Conflict {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })?;
+            }
+        }
+    }
+    let have_vols: BTreeSet<String> = engine
+        .list_volumes(&plan.project)
+        .await?
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    for v in &plan.volumes {
+        if !have_vols.contains(&v.name) {
+            engine
+                .create_volume(&VolumeSpec {
+                    name: v.name.clone(),
+                    labels: v.labels.clone(),
+                })
+                .await
+                .or_else(|e| {
+                    if e.kind == ErrorKind::Conflict {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+        }
+    }
+
+    // 4. Containers, in dependency order.
+    let existing = engine.list_containers(&plan.project).await?;
+    let mut by_service: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
+    for c in existing {
+        if let Some(s) = c.service() {
+            by_service.entry(s.to_owned()).or_default().push(c);
+        }
+    }
+    for (name, cs) in &by_service {
+        if plan.service(name).is_none() {
+            for c in cs {
+                report.orphans.push(c.name.clone());
+                if opts.remove_orphans {
+                    ui.step(name, "removing orphan");
+                    engine.remove_container(&c.id).await?;
+                    report.removed_orphans.push(c.name.clone());
+                    ui.done(name, "removed (orphan)");
+                }
+            }
+        }
+    }
+    // Networks whose settings changed are recreated once no container uses them.
+    let mut must_recreate: BTreeSet<String> = BTreeSet::new();
+    for s in &plan.services {
+        if s.networks.iter().any(|n| renewed_nets.contains(n)) {
+            must_recreate.insert(s.name.clone());
+        }
+    }
+    if !renewed_nets.is_empty() {
+        for s in &must_recreate {
+            for c in by_service.remove(s).unwrap_or_default() {
+                engine.remove_container(&c.id).await?;
+                report.recreated.push(s.clone());
+            }
+        }
+        for k in &renewed_nets {
+            let n = plan
+                .network(k)
+                .expect("renewed networks come from the plan");
+            let _ = engine.remove_network(&n.name).await;
+            engine
+                .create_network(&NetworkSpec {
+                    name: n.name.clone(),
+                    internal: n.internal,
+                    labels: n.labels.clone(),
+                })
+                .await?;
+        }
+    }
+
+    let deadline = Instant::now() + opts.timeout;
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for s in &plan.services {
+        report
+            .notes
+            .extend(s.notes.iter().map(|n| format!("service `{}` {n}", s.name)));
+        let spec = desired(plan, s, &info, &tags)?;
+        let mut found = by_service.remove(&s.name).unwrap_or_default();
+        // More than one container for a service (an interrupted run): keep one.
+        while found.len() > 1 {
+            let extra = found.pop().expect("len > 1");
+            engine.remove_container(&extra.id).await?;
+        }
+        let current = found.pop();
+        let up_to_date = current
+            .as_ref()
+            .is_some_and(|c| c.config_hash() == spec.labels.get(LABEL_HASH).map(String::as_str));
+
+        // Dependencies first, with their conditions.
+        for (dep, cond) in &s.spec.depends_on {
+            if let (Some(d), Some(id)) = (plan.service(dep), ids.get(dep)) {
+                ui.step(
+                    &s.name,
+                    &format!("waiting for {dep} ({cond:?})").to_lowercase(),
+                );
+                wait_for(engine, d, id, *cond, deadline).await?;
+            }
+        }
+
+        let id = match current {
+            Some(c) if up_to_date => {
+                if c.running() {
+                    report.unchanged.push(s.name.clone());
+                } else {
+                    ui.step(&s.name, "starting");
+                    engine.start_container(&c.id).await?;
+                    report.started.push(s.name.clone());
+                }
+                c.id
+            }
+            other => {
+                if let Some(c) = other {
+                    ui.step(&s.name, "recreating");
+                    engine.stop_container(&c.id, 10).await?;
+                    engine.remove_container(&c.id).await?;
+                    report.recreated.push(s.name.clone());
+                } else if !report.recreated.contains(&s.name) {
+                    report.created.push(s.name.clone());
+                }
+                ui.step(&s.name, "creating");
+                let id = match engine.create_container(&spec).await {
+                    Ok(id) => id,
+                    Err(e) if e.kind == ErrorKind::Conflict => {
+                        return Err(ApplyError::NameTaken {
+                            name: spec.name.clone(),
+                            engine: engine.kind(),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                ui.step(&s.name, "starting");
+                engine.start_container(&id).await?;
+                id
+            }
+        };
+        ids.insert(s.name.clone(), id);
+    }
+
+    // 5. Ready: running, and healthy where there is a healthcheck.
+    for s in &plan.services {
+        let id = &ids[&s.name];
+        let depended_to_complete = plan
+            .services
+            .iter()
+            .any(|o| o.spec.depends_on.get(&s.name) == Some(&Condition::Completed));
+        let cond = if depended_to_complete {
+            Condition::Completed
+        } else {
+            Condition::Healthy
+        };
+        ui.step(
+            &s.name,
+            if s.spec.healthcheck.is_some() {
+                "waiting for healthy"
+            } else {
+                "waiting for running"
+            },
+        );
+        let c = wait_for(engine, s, id, cond, deadline).await?;
+        let what = if report.created.contains(&s.name) {
+            "created"
+        } else if report.recreated.contains(&s.name) {
+            "recreated"
+        } else if report.started.contains(&s.name) {
+            "started"
+        } else {
+            "up to date"
+        };
+        let health = c
+            .health
+            .as_deref()
+            .map(|h| format!(", {h}"))
+            .unwrap_or_default();
+        ui.done(&s.name, &format!("{what} ({}{health})", c.state));
+    }
+    Ok(report)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DownOptions {
+    /// Also remove the project's named volumes (the caller has listed and confirmed them).
+    pub volumes: bool,
+    pub timeout_s: u32,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DownReport {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+/// Removes the project's containers and networks (and named volumes when asked).
+/// Finds everything by label, so services since removed from the file go too. Never
+/// touches `.data`.
+pub async fn down<E: Engine>(
+    engine: &E,
+    project: &str,
+    opts: &DownOptions,
+    ui: &Progress,
+) -> Result<DownReport, ApplyError> {
+    let mut report = DownReport::default();
+    let containers = engine.list_containers(project).await?;
+    let stops = containers.iter().map(|c| async move {
+        ui.step(&c.name, "stopping");
+        if c.running() {
+            engine.stop_container(&c.id, opts.timeout_s).await?;
+        }
+        engine.remove_container(&c.id).await?;
+        ui.done(&c.name, "removed");
+        Ok::<_, EngineError>(c.name.clone())
+    });
+    for r in futures_util::future::join_all(stops).await {
+        match r {
+            Ok(n) => report.containers.push(n),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for n in engine.list_networks(project).await? {
+        match engine.remove_network(&n.name).await {
+            Ok(()) => report.networks.push(n.name),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if opts.volumes {
+        for v in engine.list_volumes(project).await? {
+            match engine.remove_volume(&v.name).await {
+                Ok(()) => report.volumes.push(v.name),
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

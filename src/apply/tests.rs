@@ -1,0 +1,210 @@
+//! The apply logic against the recording fake: what `up` creates, keeps and recreates.
+//! The same behaviour is tested against real engines in `tests/engine`.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::{self, LoadOptions};
+use crate::engine::fake::Fake;
+
+const TWO: &str = r#"
+[project]
+name = "demo"
+
+[images.app]
+containerfile = "Containerfile"
+
+[volumes.shared]
+
+[services.db]
+image = "localhost/base:latest"
+volumes = ["shared:/var/db"]
+healthcheck = { cmd = ["true"], interval = "1s" }
+
+[services.web]
+image = "app"
+ports = ["8080:80"]
+depends_on = { db = "healthy" }
+"#;
+
+fn plan_of(dir: &Path, text: &str) -> Plan {
+    std::fs::write(dir.join("sandbox.toml"), text).unwrap();
+    if !dir.join("Containerfile").exists() {
+        std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+    }
+    let loaded = config::load(&LoadOptions {
+        file: Some(dir.join("sandbox.toml")),
+        cwd: dir.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    crate::plan::plan(&loaded.config)
+}
+
+fn fake() -> Fake {
+    Fake::with_health("healthy")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn first_up_creates_in_order_and_second_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), TWO);
+    let e = fake();
+    let rt = rt();
+    let r = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.created, vec!["db", "web"]);
+    assert_eq!(r.built, vec!["app"]);
+    let calls = e.calls();
+    let tag = calls[0].strip_prefix("build ").unwrap().to_owned();
+    assert!(tag.starts_with("localhost/devbox-demo-app:"), "{tag}");
+    assert_eq!(
+        calls[1..],
+        [
+            "create_network demo",
+            "create_volume demo_shared",
+            "create_container demo-db",
+            "start_container demo-db",
+            "create_container demo-web",
+            "start_container demo-web",
+        ]
+    );
+
+    e.clear_calls();
+    let again = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert!(!again.changed(), "{again:?}");
+    assert_eq!(again.unchanged, vec!["db", "web"]);
+    assert_eq!(e.calls(), Vec::<String>::new());
+}
+
+#[test]
+fn editing_one_service_recreates_only_it() {
+    let d = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    let plan = plan_of(d.path(), TWO);
+    rt.block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    e.clear_calls();
+    let edited = plan_of(d.path(), &TWO.replace("8080:80", "8081:80"));
+    let r = rt
+        .block_on(up(&e, &edited, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.recreated, vec!["web"]);
+    assert_eq!(r.unchanged, vec!["db"]);
+    assert_eq!(
+        e.calls(),
+        [
+            "stop_container demo-web",
+            "remove_container demo-web",
+            "create_container demo-web",
+            "start_container demo-web",
+        ]
+    );
+}
+
+#[test]
+fn changed_build_context_rebuilds_and_recreates_its_services() {
+    let d = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    let plan = plan_of(d.path(), TWO);
+    rt.block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    e.clear_calls();
+    std::fs::write(d.path().join("app.sh"), "echo new\n").unwrap();
+    let r = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.built, vec!["app"]);
+    assert_eq!(r.recreated, vec!["web"]);
+    assert_eq!(r.unchanged, vec!["db"]);
+}
+
+#[test]
+fn removed_service_is_an_orphan_until_asked_to_remove_it() {
+    let d = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    rt.block_on(up(
+        &e,
+        &plan_of(d.path(), TWO),
+        &UpOptions::default(),
+        &Progress::quiet(),
+    ))
+    .unwrap();
+    let only_db = TWO.split("[services.web]").next().unwrap().to_owned();
+    let plan = plan_of(d.path(), &only_db);
+    let r = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.orphans, vec!["demo-web"]);
+    assert!(r.removed_orphans.is_empty());
+    let opts = UpOptions {
+        remove_orphans: true,
+        ..UpOptions::default()
+    };
+    e.clear_calls();
+    let r = rt
+        .block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.removed_orphans, vec!["demo-web"]);
+    assert_eq!(e.calls(), ["remove_container demo-web"]);
+}
+
+#[test]
+fn a_foreign_container_with_our_name_is_reported_not_replaced() {
+    let d = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    let plan = plan_of(d.path(), TWO);
+    // A container named like ours but without devbox's labels.
+    let mut spec = container_spec(&plan, plan.service("db").unwrap()).unwrap();
+    spec.labels.clear();
+    rt.block_on(e.create_container(&spec)).unwrap();
+    let err = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "the container name `demo-db` is taken by a container devbox did not create"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn down_removes_containers_and_networks_but_keeps_volumes() {
+    let d = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    let plan = plan_of(d.path(), TWO);
+    rt.block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    let r = rt
+        .block_on(down(
+            &e,
+            "demo",
+            &DownOptions::default(),
+            &Progress::quiet(),
+        ))
+        .unwrap();
+    assert_eq!(r.containers, vec!["demo-db", "demo-web"]);
+    assert_eq!(r.networks, vec!["demo"]);
+    assert!(r.volumes.is_empty());
+    assert_eq!(
+        rt.block_on(e.list_volumes("demo")).unwrap().len(),
+        1,
+        "the named volume survives down"
+    );
+}

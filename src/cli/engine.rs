@@ -1,0 +1,32 @@
+//! What the engine-backed commands share: connecting to the engine the configuration and
+//! flags choose, and an async runtime to talk to it.
+
+use crate::config::Loaded;
+use crate::engine::{self, AnyEngine, Endpoint};
+
+/// A connected engine; a `podman system service` devbox started lives as long as this.
+pub struct Connected {
+    pub engine: AnyEngine,
+    pub endpoint: Endpoint,
+    _guard: engine::ServiceGuard,
+}
+
+pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
+    if loaded.config.project.engine == crate::config::model::EngineChoice::Native {
+        anyhow::bail!(
+            "engine `native` runs workers only (`devbox run`); services need podman or docker\nhint: set [project] engine = \"auto\" or pass --engine podman|docker"
+        );
+    }
+    let (engine, endpoint, guard) = engine::connect(loaded.config.project.engine)?;
+    Ok(Connected {
+        engine,
+        endpoint,
+        _guard: guard,
+    })
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

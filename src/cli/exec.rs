@@ -1,0 +1,71 @@
+//! `devbox exec SERVICE -- CMD...`: run a command in a service's container; its exit code
+//! becomes devbox's.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use super::Global;
+use crate::engine::{Engine, ExecSpec};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The service whose container runs the command.
+    pub service: String,
+    /// Run as this user (`name`, `uid` or `uid:gid`) instead of the service's.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Extra environment, KEY=VALUE.
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(g)?;
+    let plan = crate::plan::plan(&loaded.config);
+    if plan.service(&a.service).is_none() {
+        let known: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+        anyhow::bail!(
+            "no service `{}` in {}; services: {}",
+            a.service,
+            plan.file.display(),
+            known.join(", ")
+        );
+    }
+    let mut env = std::collections::BTreeMap::new();
+    for e in &a.env {
+        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let conn = super::engine::connect(&loaded)?;
+    let rt = super::engine::runtime()?;
+    let out = rt.block_on(async {
+        let containers = conn.engine.list_containers(&plan.project).await?;
+        let Some(c) = containers
+            .iter()
+            .find(|c| c.service() == Some(a.service.as_str()) && c.running())
+        else {
+            anyhow::bail!(
+                "service `{}` has no running container\nhint: `devbox up` starts it; `devbox status` shows what runs",
+                a.service
+            );
+        };
+        let spec = ExecSpec {
+            argv: a.command.clone(),
+            user: a.user.clone(),
+            env,
+            workdir: a.workdir.clone(),
+            tty: false,
+            stdin: false,
+        };
+        Ok(conn.engine.exec(&c.id, &spec).await?)
+    })?;
+    std::io::stdout().write_all(&out.stdout)?;
+    std::io::stderr().write_all(&out.stderr)?;
+    Ok(ExitCode::from(out.exit_code.clamp(0, 255) as u8))
+}

@@ -1,0 +1,142 @@
+//! `devbox status` (`ps`): each service's container, state, health and ports.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::Global;
+use crate::engine::{ContainerInfo, Engine};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub service: String,
+    pub container: Option<String>,
+    pub id: Option<String>,
+    pub state: String,
+    pub health: Option<String>,
+    pub ports: Vec<String>,
+    pub image: Option<String>,
+    /// The container was made from other settings than the file's (`up` recreates it).
+    pub outdated: bool,
+    /// Not in the file any more.
+    pub orphan: bool,
+    pub notes: Vec<String>,
+}
+
+pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(g)?;
+    let plan = crate::plan::plan(&loaded.config);
+    let conn = super::engine::connect(&loaded)?;
+    let rt = super::engine::runtime()?;
+    let mut found: Vec<ContainerInfo> = rt.block_on(async {
+        let list = conn.engine.list_containers(&plan.project).await?;
+        // Engines that do not schedule healthchecks themselves get a fresh one.
+        let mut fresh = Vec::new();
+        for c in list {
+            let checked = c.running()
+                && c.service()
+                    .and_then(|s| plan.service(s))
+                    .is_some_and(|s| s.spec.healthcheck.is_some());
+            if checked && conn.engine.run_healthcheck(&c.id).await.is_ok() {
+                fresh.push(conn.engine.inspect_container(&c.id).await.unwrap_or(c));
+            } else {
+                fresh.push(c);
+            }
+        }
+        Ok::<_, crate::engine::EngineError>(fresh)
+    })?;
+    let info = rt.block_on(conn.engine.info())?;
+    let tags = crate::apply::image_tags(&plan)?;
+    let mut rows = Vec::new();
+    let row =
+        |service: &str, c: Option<&ContainerInfo>, notes: Vec<String>, outdated, orphan| Row {
+            service: service.to_owned(),
+            container: c.map(|c| c.name.clone()),
+            id: c.map(|c| c.id.chars().take(12).collect()),
+            state: c.map_or_else(|| "not created".to_owned(), |c| c.state.clone()),
+            health: c.and_then(|c| c.health.clone()),
+            ports: c.map_or_else(Vec::new, |c| {
+                c.ports.iter().map(ToString::to_string).collect()
+            }),
+            image: c.map(|c| c.image.clone()),
+            outdated,
+            orphan,
+            notes,
+        };
+    for s in &plan.services {
+        let pos = found
+            .iter()
+            .position(|c| c.service() == Some(s.name.as_str()));
+        let c = pos.map(|i| found.remove(i));
+        let want = crate::apply::desired(&plan, s, &info, &tags)?;
+        let outdated = c.as_ref().is_some_and(|c| {
+            c.config_hash() != want.labels.get(crate::plan::LABEL_HASH).map(String::as_str)
+        });
+        rows.push(row(&s.name, c.as_ref(), s.notes.clone(), outdated, false));
+    }
+    for c in &found {
+        rows.push(row(
+            c.service().unwrap_or("?"),
+            Some(c),
+            Vec::new(),
+            false,
+            true,
+        ));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            let mut state = r.state.clone();
+            if r.outdated {
+                state.push_str(" (outdated)");
+            }
+            if r.orphan {
+                state.push_str(" (orphan)");
+            }
+            [
+                r.service.clone(),
+                state,
+                r.health.clone().unwrap_or_else(|| "-".into()),
+                if r.ports.is_empty() {
+                    "-".into()
+                } else {
+                    r.ports.join(", ")
+                },
+                r.id.clone().unwrap_or_else(|| "-".into()),
+                r.image.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let head = ["SERVICE", "STATE", "HEALTH", "PORTS", "ID", "IMAGE"].map(String::from);
+    let mut width = head.clone().map(|h| h.len());
+    for r in &table {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(table.iter()) {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = width[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    for r in &rows {
+        for n in &r.notes {
+            println!("note: service `{}` {n}", r.service);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! `devbox up`: make the engine match sandbox.toml, and wait until it is ready.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use super::Global;
+use crate::apply::{self, lock, Progress, UpOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rebuild images even when an image with the same content exists.
+    #[arg(long)]
+    pub build: bool,
+    /// Remove containers of services no longer in the file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// How long to wait for the services to be running and healthy.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    pub timeout: Duration,
+    /// Fail at once if another devbox holds the project lock, instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print build output in full.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print what was done as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let loaded = super::load(g)?;
+    let plan = crate::plan::plan(&loaded.config);
+    let _lock = lock::acquire(&plan.project, &plan.dir, !a.no_wait, |holder| {
+        eprintln!("devbox: waiting for the project lock, held by {holder}");
+    })?;
+    let conn = super::engine::connect(&loaded)?;
+    let ui = Progress::new(a.verbose);
+    let opts = UpOptions {
+        build: a.build,
+        remove_orphans: a.remove_orphans,
+        timeout: a.timeout,
+    };
+    let report = super::engine::runtime()?.block_on(apply::up(&conn.engine, &plan, &opts, &ui))?;
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
+    if !report.orphans.is_empty() && report.removed_orphans.is_empty() {
+        eprintln!(
+            "note: orphan containers (services no longer in the file): {}; `devbox up --remove-orphans` removes them",
+            report.orphans.join(", ")
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut parts = Vec::new();
+        for (n, w) in [
+            (report.built.len(), "built"),
+            (report.created.len(), "created"),
+            (report.recreated.len(), "recreated"),
+            (report.started.len(), "started"),
+            (report.unchanged.len(), "unchanged"),
+            (report.removed_orphans.len(), "orphans removed"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {w}"));
+            }
+        }
+        println!(
+            "{} is up on {} ({}): {} in {:.1}s",
+            plan.project,
+            conn.endpoint.kind,
+            conn.endpoint.socket.display(),
+            if parts.is_empty() {
+                "nothing to do".to_owned()
+            } else {
+                parts.join(", ")
+            },
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

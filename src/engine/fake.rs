@@ -1,0 +1,281 @@
+//! A recording engine for unit tests of the apply logic: it keeps resources in memory and
+//! writes down every call that changes something. Never used outside tests of `apply`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{
+    BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo, ErrorKind,
+    ExecOutput, ExecSpec, Kind, LogOptions, LogStream, NetworkSpec, PublishedPort, ResourceInfo,
+    Result, VolumeSpec,
+};
+use crate::plan::LABEL_PROJECT;
+
+#[derive(Default)]
+struct State {
+    images: Vec<String>,
+    networks: BTreeMap<String, ResourceInfo>,
+    volumes: BTreeMap<String, ResourceInfo>,
+    containers: BTreeMap<String, ContainerInfo>,
+    next_id: u32,
+    calls: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Fake {
+    state: Mutex<State>,
+    /// Health every started container reports (None: no healthcheck status).
+    pub health: Option<String>,
+}
+
+impl Fake {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fake whose started containers report this health.
+    pub fn with_health(health: &str) -> Self {
+        Self {
+            health: Some(health.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// The calls that changed something, in order, like `create_container refbox-server`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+
+    pub fn add_image(&self, reference: &str) {
+        self.state.lock().unwrap().images.push(reference.to_owned());
+    }
+
+    fn not_found(what: &str) -> EngineError {
+        EngineError {
+            engine: Kind::Podman,
+            socket: "fake".into(),
+            kind: ErrorKind::NotFound,
+            message: format!("no such {what}"),
+        }
+    }
+
+    fn record(&self, call: String) {
+        self.state.lock().unwrap().calls.push(call);
+    }
+}
+
+fn of_project(labels: &BTreeMap<String, String>, project: &str) -> bool {
+    labels.get(LABEL_PROJECT).map(String::as_str) == Some(project)
+}
+
+impl Engine for Fake {
+    fn kind(&self) -> Kind {
+        Kind::Podman
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        Ok(EngineInfo {
+            kind: Kind::Podman,
+            version: "fake".into(),
+            api_version: "fake".into(),
+            rootless: true,
+            cgroup_version: "2".into(),
+        })
+    }
+
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .images
+            .iter()
+            .any(|i| i == reference))
+    }
+
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        _context_tar: Vec<u8>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<()> {
+        progress("STEP 1/1: FROM scratch");
+        let mut s = self.state.lock().unwrap();
+        s.images.push(spec.tag.clone());
+        s.calls.push(format!("build {}", spec.tag));
+        Ok(())
+    }
+
+    async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.networks
+            .values()
+            .filter(|n| of_project(&n.labels, project))
+            .cloned()
+            .collect())
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.networks.insert(
+            spec.name.clone(),
+            ResourceInfo {
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+            },
+        );
+        s.calls.push(format!("create_network {}", spec.name));
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.networks
+            .remove(name)
+            .ok_or_else(|| Self::not_found("network"))?;
+        s.calls.push(format!("remove_network {name}"));
+        Ok(())
+    }
+
+    async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.volumes
+            .values()
+            .filter(|n| of_project(&n.labels, project))
+            .cloned()
+            .collect())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.volumes.insert(
+            spec.name.clone(),
+            ResourceInfo {
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+            },
+        );
+        s.calls.push(format!("create_volume {}", spec.name));
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.volumes
+            .remove(name)
+            .ok_or_else(|| Self::not_found("volume"))?;
+        s.calls.push(format!("remove_volume {name}"));
+        Ok(())
+    }
+
+    async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.containers
+            .values()
+            .filter(|c| of_project(&c.labels, project))
+            .cloned()
+            .collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
+        let s = self.state.lock().unwrap();
+        s.containers
+            .values()
+            .find(|c| c.id == id || c.name == id)
+            .cloned()
+            .ok_or_else(|| Self::not_found("container"))
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let mut s = self.state.lock().unwrap();
+        if s.containers.contains_key(&spec.name) {
+            return Err(EngineError {
+                engine: Kind::Podman,
+                socket: "fake".into(),
+                kind: ErrorKind::Conflict,
+                message: format!("the container name {:?} is already in use", spec.name),
+            });
+        }
+        s.next_id += 1;
+        let id = format!("{:064x}", s.next_id);
+        let ports = spec
+            .ports
+            .iter()
+            .map(|p| PublishedPort {
+                host_ip: p.host_ip.to_string(),
+                host_port: p.host,
+                container_port: p.container,
+                protocol: p.protocol.as_str().to_owned(),
+            })
+            .collect();
+        s.containers.insert(
+            spec.name.clone(),
+            ContainerInfo {
+                id: id.clone(),
+                name: spec.name.clone(),
+                image: spec.image.clone(),
+                labels: spec.labels.clone(),
+                state: "created".into(),
+                health: None,
+                exit_code: None,
+                ports,
+            },
+        );
+        s.calls.push(format!("create_container {}", spec.name));
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let health = self.health.clone();
+        let mut s = self.state.lock().unwrap();
+        let c = s
+            .containers
+            .values_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Self::not_found("container"))?;
+        c.state = "running".into();
+        c.health = health;
+        let name = c.name.clone();
+        s.calls.push(format!("start_container {name}"));
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, _timeout_s: u32) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let c = s
+            .containers
+            .values_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Self::not_found("container"))?;
+        c.state = "exited".into();
+        let name = c.name.clone();
+        s.calls.push(format!("stop_container {name}"));
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let name = s
+            .containers
+            .values()
+            .find(|c| c.id == id)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| Self::not_found("container"))?;
+        s.containers.remove(&name);
+        s.calls.push(format!("remove_container {name}"));
+        Ok(())
+    }
+
+    async fn logs(&self, _id: &str, _opts: &LogOptions) -> Result<LogStream<'_>> {
+        Ok(Box::pin(futures_util::stream::empty()))
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecOutput> {
+        self.record(format!("exec {id} {}", spec.argv.join(" ")));
+        Ok(ExecOutput::default())
+    }
+}

@@ -1,0 +1,390 @@
+//! Engines: one [`Engine`] trait, backends chosen by the [`AnyEngine`] enum — `podman`
+//! (libpod REST API through `podman-api`), `docker` (`bollard`) and a recording `fake`
+//! for unit tests of the apply logic.
+//!
+//! A backend translates the engine-neutral specs in this module into API calls and
+//! reports what exists. It never decides *what* to create: that is [`crate::apply`].
+
+pub mod docker;
+pub mod fake;
+pub mod podman;
+mod select;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use select::{connect, discover, listening, Endpoint, Kind, Selection, ServiceGuard};
+pub use spec::{container_spec, tcp_check, BuildSpec, ContainerSpec, HealthSpec, MountSpec};
+
+/// Something an engine said no to, or could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub struct EngineError {
+    pub engine: Kind,
+    pub socket: PathBuf,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The thing asked about does not exist.
+    NotFound,
+    /// A name is taken (for example by a concurrent `up`).
+    Conflict,
+    /// The socket did not answer.
+    Unreachable,
+    Other,
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {}: {}",
+            self.engine,
+            self.socket.display(),
+            self.message.trim_end()
+        )?;
+        if matches!(self.kind, ErrorKind::Unreachable | ErrorKind::Other) {
+            write!(
+                f,
+                "\nhint: `devbox doctor` checks the engine and its socket"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// What `info` reports about the engine on the other end of the socket.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EngineInfo {
+    pub kind: Kind,
+    pub version: String,
+    pub api_version: String,
+    pub rootless: bool,
+    /// "1" or "2".
+    pub cgroup_version: String,
+}
+
+/// A container as the engine reports it, reduced to what devbox looks at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    /// created | running | exited | paused | …, as the engine says.
+    pub state: String,
+    /// healthy | unhealthy | starting, when the container has a healthcheck.
+    pub health: Option<String>,
+    pub exit_code: Option<i64>,
+    pub ports: Vec<PublishedPort>,
+}
+
+impl ContainerInfo {
+    pub fn service(&self) -> Option<&str> {
+        self.labels
+            .get(crate::plan::LABEL_SERVICE)
+            .map(String::as_str)
+    }
+
+    pub fn config_hash(&self) -> Option<&str> {
+        self.labels.get(crate::plan::LABEL_HASH).map(String::as_str)
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct PublishedPort {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl fmt::Display for PublishedPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ip = if self.host_ip.contains(':') {
+            format!("[{}]", self.host_ip)
+        } else if self.host_ip.is_empty() {
+            "0.0.0.0".to_owned()
+        } else {
+            self.host_ip.clone()
+        };
+        write!(
+            f,
+            "{ip}:{}->{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
+/// A network or volume as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ResourceInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A network devbox wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A named volume devbox wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One line of container output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// RFC 3339 with nanoseconds, as the engine stamped it (sorts as text).
+    pub timestamp: String,
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// Options for [`Engine::logs`].
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    /// Unix seconds.
+    pub since: Option<i64>,
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+}
+
+/// How a command runs in [`Engine::exec`].
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub user: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    /// Allocate a TTY and attach the caller's terminal.
+    pub tty: bool,
+    /// Forward the caller's stdin.
+    pub stdin: bool,
+}
+
+/// What a non-interactive exec produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A boxed stream of log lines.
+pub type LogStream<'a> = futures_util::stream::BoxStream<'a, Result<LogLine>>;
+
+/// The operations `apply` needs from a container engine. Names are engine names
+/// (already prefixed with the project); `list_*` filter by the `devbox.project` label.
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    fn kind(&self) -> Kind;
+    async fn info(&self) -> Result<EngineInfo>;
+
+    async fn image_exists(&self, reference: &str) -> Result<bool>;
+    /// Builds from a tar of the context; `progress` gets each output line.
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        context_tar: Vec<u8>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<()>;
+
+    async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>>;
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<()>;
+    async fn remove_network(&self, name: &str) -> Result<()>;
+
+    async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>>;
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+
+    /// Every container of the project, running or not.
+    async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>>;
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo>;
+    /// Creates the container and returns its id.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()>;
+    /// Removes the container (forcefully, with its anonymous volumes).
+    async fn remove_container(&self, id: &str) -> Result<()>;
+
+    async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream<'_>>;
+    /// Runs a command in a running container and collects its output.
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecOutput>;
+
+    /// Runs the container's healthcheck once, for engines that leave scheduling it to
+    /// someone else (Podman without systemd). Others do nothing.
+    async fn run_healthcheck(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The engine devbox talks to, chosen at run time.
+pub enum AnyEngine {
+    Podman(Box<podman::Podman>),
+    Docker(docker::Docker),
+    Fake(fake::Fake),
+}
+
+macro_rules! each {
+    ($self:ident, $e:ident => $body:expr) => {
+        match $self {
+            AnyEngine::Podman($e) => $body,
+            AnyEngine::Docker($e) => $body,
+            AnyEngine::Fake($e) => $body,
+        }
+    };
+}
+
+impl Engine for AnyEngine {
+    fn kind(&self) -> Kind {
+        each!(self, e => e.kind())
+    }
+    async fn info(&self) -> Result<EngineInfo> {
+        each!(self, e => e.info().await)
+    }
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        each!(self, e => e.image_exists(reference).await)
+    }
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        context_tar: Vec<u8>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<()> {
+        each!(self, e => e.build(spec, context_tar, progress).await)
+    }
+    async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        each!(self, e => e.list_networks(project).await)
+    }
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        each!(self, e => e.create_network(spec).await)
+    }
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        each!(self, e => e.remove_network(name).await)
+    }
+    async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        each!(self, e => e.list_volumes(project).await)
+    }
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        each!(self, e => e.create_volume(spec).await)
+    }
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        each!(self, e => e.remove_volume(name).await)
+    }
+    async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        each!(self, e => e.list_containers(project).await)
+    }
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
+        each!(self, e => e.inspect_container(id).await)
+    }
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        each!(self, e => e.create_container(spec).await)
+    }
+    async fn start_container(&self, id: &str) -> Result<()> {
+        each!(self, e => e.start_container(id).await)
+    }
+    async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()> {
+        each!(self, e => e.stop_container(id, timeout_s).await)
+    }
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        each!(self, e => e.remove_container(id).await)
+    }
+    async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream<'_>> {
+        each!(self, e => e.logs(id, opts).await)
+    }
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecOutput> {
+        each!(self, e => e.exec(id, spec).await)
+    }
+    async fn run_healthcheck(&self, id: &str) -> Result<()> {
+        each!(self, e => e.run_healthcheck(id).await)
+    }
+}
+
+/// Splits `1700000000.123456789`-style or RFC 3339 timestamps off an engine log line
+/// (`TIMESTAMP TEXT`).
+pub fn split_timestamp(line: &str) -> (String, String) {
+    match line.split_once(' ') {
+        Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' => {
+            (ts.to_owned(), rest.to_owned())
+        }
+        _ => (String::new(), line.to_owned()),
+    }
+}
+
+/// Turns a stream of `(is_stderr, bytes)` chunks into log lines, splitting on newlines
+/// per stream and taking the engine's timestamp off each line.
+pub fn lines<'a, S>(chunks: S) -> LogStream<'a>
+where
+    S: futures_util::Stream<Item = Result<(bool, Vec<u8>)>> + Send + 'a,
+{
+    use futures_util::StreamExt;
+    let state = (Box::pin(chunks), Vec::<u8>::new(), Vec::<u8>::new(), false);
+    futures_util::stream::unfold(state, |(mut s, mut out, mut err, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match s.next().await {
+                None => {
+                    // A last line without a newline.
+                    let mut rest = Vec::new();
+                    for (buf, is_err) in [(&mut out, false), (&mut err, true)] {
+                        if !buf.is_empty() {
+                            rest.push(Ok(line_of(buf, is_err)));
+                            buf.clear();
+                        }
+                    }
+                    return if rest.is_empty() {
+                        None
+                    } else {
+                        Some((rest, (s, out, err, true)))
+                    };
+                }
+                Some(Err(e)) => return Some((vec![Err(e)], (s, out, err, true))),
+                Some(Ok((is_err, bytes))) => {
+                    let buf = if is_err { &mut err } else { &mut out };
+                    buf.extend(bytes);
+                    let mut ready = Vec::new();
+                    while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                        let l: Vec<u8> = buf.drain(..=nl).collect();
+                        ready.push(Ok(line_of(&l[..l.len() - 1], is_err)));
+                    }
+                    if !ready.is_empty() {
+                        return Some((ready, (s, out, err, false)));
+                    }
+                }
+            }
+        }
+    })
+    .flat_map(futures_util::stream::iter)
+    .boxed()
+}
+
+fn line_of(bytes: &[u8], stderr: bool) -> LogLine {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    let (timestamp, text) = split_timestamp(text);
+    LogLine {
+        timestamp,
+        stderr,
+        text,
+    }
+}

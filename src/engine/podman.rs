@@ -1,0 +1,703 @@
+//! Podman through its libpod REST API (v4.3.1), with `podman-api`.
+//!
+//! Two calls go through the crate's own transport (`containers-api`) with a body devbox
+//! writes itself: container create, because podman-api's builder spells the libpod key
+//! `no_new_privileges` wrong (`no_new_privilages`, silently ignored by Podman), and build,
+//! because podman-api tars the whole context directory itself and cannot honour
+//! `.containerignore`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use containers_api::conn::hyper::{self, Body, Response, StatusCode};
+use containers_api::conn::{Headers, Payload, RequestClient, Transport};
+use futures_util::{Future, StreamExt, TryStreamExt};
+use podman_api::opts::{
+    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerStopOpts, ExecCreateOpts,
+    ExecStartOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts, UserOpt,
+    VolumeCreateOpts, VolumeListFilter, VolumeListOpts,
+};
+use serde_json::{json, Value};
+
+use super::{
+    BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo, ErrorKind,
+    ExecOutput, ExecSpec, Kind, LogOptions, LogStream, MountSpec, NetworkSpec, PublishedPort,
+    ResourceInfo, Result, VolumeSpec,
+};
+use crate::config::model::{Restart, Userns};
+use crate::plan::LABEL_PROJECT;
+
+const API: &str = "/v4.3.1";
+
+pub struct Podman {
+    api: podman_api::Podman,
+    raw: RequestClient<podman_api::Error>,
+    socket: PathBuf,
+}
+
+fn validate(
+    response: Response<Body>,
+) -> Pin<Box<dyn Future<Output = Result<Response<Body>, podman_api::Error>> + Send + Sync>> {
+    Box::pin(async move {
+        let code = response.status();
+        if code.is_success() || code == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(response);
+        }
+        let bytes = hyper::body::to_bytes(response.into_body())
+            .await
+            .map_err(containers_api::conn::Error::from)?;
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        Err(podman_api::Error::Fault { code, message })
+    })
+}
+
+impl Podman {
+    pub fn new(socket: &Path) -> Self {
+        let transport = Transport::Unix {
+            client: hyper::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build(containers_api::conn::get_unix_connector()),
+            path: socket.to_path_buf(),
+        };
+        Self {
+            api: podman_api::Podman::unix(socket),
+            raw: RequestClient::new(transport, Box::new(validate)),
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    fn err(&self, e: podman_api::Error) -> EngineError {
+        let (kind, message) = match &e {
+            podman_api::Error::Fault { code, message } => (
+                match *code {
+                    StatusCode::NOT_FOUND => ErrorKind::NotFound,
+                    StatusCode::CONFLICT => ErrorKind::Conflict,
+                    _ => ErrorKind::Other,
+                },
+                message.clone(),
+            ),
+            podman_api::Error::Error(containers_api::conn::Error::Hyper(h)) if h.is_connect() => (
+                ErrorKind::Unreachable,
+                format!("cannot connect to the socket: {h}"),
+            ),
+            other => {
+                let text = other.to_string();
+                let kind = if text.contains("No such file")
+                    || text.contains("Connection refused")
+                    || text.contains("error trying to connect")
+                {
+                    ErrorKind::Unreachable
+                } else {
+                    ErrorKind::Other
+                };
+                (kind, text)
+            }
+        };
+        EngineError {
+            engine: Kind::Podman,
+            socket: self.socket.clone(),
+            kind,
+            message,
+        }
+    }
+}
+
+fn label_filter(project: &str) -> (String, String) {
+    (LABEL_PROJECT.to_owned(), project.to_owned())
+}
+
+fn map<K: Clone + Ord, V: Clone>(m: &Option<std::collections::HashMap<K, V>>) -> BTreeMap<K, V> {
+    m.iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The libpod SpecGenerator body for a container.
+pub fn spec_json(s: &ContainerSpec) -> Value {
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_owned(), v);
+    };
+    put("name", json!(s.name));
+    put("image", json!(s.image));
+    put("labels", json!(s.labels));
+    if let Some(c) = &s.command {
+        put("command", json!(c));
+    }
+    if let Some(e) = &s.entrypoint {
+        put("entrypoint", json!(e));
+    }
+    put("env", json!(s.env));
+    put("user", json!(s.user));
+    match &s.userns {
+        Some(Userns::KeepId { uid, gid }) => {
+            let mut opts = Vec::new();
+            if let Some(u) = uid {
+                opts.push(format!("uid={u}"));
+            }
+            if let Some(g) = gid {
+                opts.push(format!("gid={g}"));
+            }
+            put(
+                "userns",
+                json!({ "nsmode": "keep-id", "value": opts.join(",") }),
+            );
+        }
+        Some(Userns::Host) => put("userns", json!({ "nsmode": "host" })),
+        Some(Userns::Auto) => put("userns", json!({ "nsmode": "auto" })),
+        None => {}
+    }
+    if let Some(w) = &s.workdir {
+        put("work_dir", json!(w));
+    }
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "host_ip": p.host_ip.to_string(),
+                "host_port": p.host,
+                "container_port": p.container,
+                "protocol": p.protocol.as_str(),
+            })
+        })
+        .collect();
+    put("portmappings", json!(ports));
+    let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
+    for mount in &s.mounts {
+        match mount {
+            MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => {
+                let mut o = vec!["rbind".to_owned()];
+                if *read_only {
+                    o.push("ro".into());
+                }
+                mounts.push(json!({
+                    "type": "bind", "source": source, "destination": target, "options": o,
+                }));
+            }
+            MountSpec::Volume {
+                name,
+                target,
+                read_only,
+            } => {
+                let o: Vec<&str> = if *read_only { vec!["ro"] } else { vec![] };
+                volumes.push(json!({ "Name": name, "Dest": target, "Options": o }));
+            }
+        }
+    }
+    for t in &s.tmpfs {
+        let mut o = vec!["rw".to_owned(), "nosuid".into(), "nodev".into()];
+        o.extend(t.options.iter().cloned());
+        mounts.push(json!({
+            "type": "tmpfs", "source": "tmpfs", "destination": t.path, "options": o,
+        }));
+    }
+    put("mounts", json!(mounts));
+    put("volumes", json!(volumes));
+    put("read_only_filesystem", json!(s.read_only));
+    put("cap_drop", json!(s.cap_drop));
+    put("cap_add", json!(s.cap_add));
+    let mut nnp = s.no_new_privileges;
+    let mut selinux = Vec::new();
+    for o in &s.security_opt {
+        let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+        match k {
+            "no-new-privileges" => nnp = v != "false",
+            "label" => selinux.push(v.to_owned()),
+            "apparmor" => put("apparmor_profile", json!(v)),
+            "seccomp" => put("seccomp_profile_path", json!(v)),
+            _ => {}
+        }
+    }
+    put("no_new_privileges", json!(nnp));
+    if !selinux.is_empty() {
+        put("selinux_opts", json!(selinux));
+    }
+    let mut res = serde_json::Map::new();
+    if let Some(mem) = s.memory {
+        res.insert("memory".into(), json!({ "limit": mem }));
+    }
+    if let Some(c) = s.cpus {
+        res.insert(
+            "cpu".into(),
+            json!({ "quota": (c * 100_000.0).round() as i64, "period": 100_000 }),
+        );
+    }
+    if let Some(p) = s.pids_limit {
+        res.insert("pids".into(), json!({ "limit": p }));
+    }
+    if !res.is_empty() {
+        put("resource_limits", Value::Object(res));
+    }
+    let rl: Vec<Value> = s
+        .ulimits
+        .iter()
+        .map(|(k, v)| {
+            json!({ "type": format!("RLIMIT_{}", k.to_uppercase()), "soft": v.soft, "hard": v.hard })
+        })
+        .collect();
+    if !rl.is_empty() {
+        put("r_limits", json!(rl));
+    }
+    match s.network_mode.as_deref() {
+        Some(mode) => {
+            let (ns, value) = mode.split_once(':').unwrap_or((mode, ""));
+            let ns = if ns == "service" { "container" } else { ns };
+            put("netns", json!({ "nsmode": ns, "value": value }));
+        }
+        None => {
+            let nets: serde_json::Map<String, Value> = s
+                .networks
+                .iter()
+                .map(|n| (n.clone(), json!({ "aliases": [s.service] })))
+                .collect();
+            put("netns", json!({ "nsmode": "bridge" }));
+            put("Networks", Value::Object(nets));
+        }
+    }
+    if let Some(h) = &s.healthcheck {
+        put(
+            "healthconfig",
+            json!({
+                "Test": h.test,
+                "Interval": h.interval_ms * 1_000_000,
+                "Timeout": h.timeout_ms * 1_000_000,
+                "Retries": h.retries,
+                "StartPeriod": h.start_period_ms * 1_000_000,
+            }),
+        );
+    }
+    let (policy, tries) = match s.restart {
+        Restart::No => ("no", None),
+        Restart::Always => ("always", None),
+        Restart::UnlessStopped => ("unless-stopped", None),
+        Restart::OnFailure(n) => ("on-failure", n),
+    };
+    put("restart_policy", json!(policy));
+    if let Some(t) = tries {
+        put("restart_tries", json!(t));
+    }
+    if s.privileged {
+        put("privileged", json!(true));
+    }
+    if let Some(p) = &s.pid {
+        put("pidns", json!({ "nsmode": p }));
+    }
+    if let Some(i) = &s.ipc {
+        put("ipcns", json!({ "nsmode": i }));
+    }
+    if !s.devices.is_empty() {
+        let d: Vec<Value> = s.devices.iter().map(|d| json!({ "path": d })).collect();
+        put("devices", json!(d));
+    }
+    if !s.sysctls.is_empty() {
+        put("sysctl", json!(s.sysctls));
+    }
+    if !s.extra_hosts.is_empty() {
+        put("hostadd", json!(s.extra_hosts));
+    }
+    Value::Object(m)
+}
+
+fn container_info(i: &Value) -> ContainerInfo {
+    let str_at = |p: &str| {
+        i.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut ports = Vec::new();
+    if let Some(p) = i
+        .pointer("/NetworkSettings/Ports")
+        .and_then(Value::as_object)
+    {
+        for (key, binds) in p {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            for b in binds.as_array().into_iter().flatten() {
+                ports.push(PublishedPort {
+                    host_ip: b["HostIp"].as_str().unwrap_or_default().to_owned(),
+                    host_port: b["HostPort"]
+                        .as_str()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or_default(),
+                    container_port: port.parse().unwrap_or_default(),
+                    protocol: proto.to_owned(),
+                });
+            }
+        }
+    }
+    ports.sort();
+    let labels = i
+        .pointer("/Config/Labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    ContainerInfo {
+        id: str_at("/Id"),
+        name: str_at("/Name"),
+        image: str_at("/ImageName"),
+        labels,
+        state: str_at("/State/Status"),
+        health: Some(str_at("/State/Health/Status")).filter(|s| !s.is_empty()),
+        exit_code: i.pointer("/State/ExitCode").and_then(Value::as_i64),
+        ports,
+    }
+}
+
+impl Engine for Podman {
+    fn kind(&self) -> Kind {
+        Kind::Podman
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        let v: Value = self
+            .raw
+            .get_json(format!("{API}/libpod/info"))
+            .await
+            .map_err(|e| self.err(e))?;
+        let s = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(EngineInfo {
+            kind: Kind::Podman,
+            version: s("/version/Version"),
+            api_version: s("/version/APIVersion"),
+            rootless: v
+                .pointer("/host/security/rootless")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            cgroup_version: s("/host/cgroupVersion").trim_start_matches('v').to_owned(),
+        })
+    }
+
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        self.api
+            .images()
+            .get(reference)
+            .exists()
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        context_tar: Vec<u8>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<()> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("t", &spec.tag)
+            .append_pair("dockerfile", &spec.containerfile)
+            .append_pair("layers", "true")
+            .append_pair("rm", "true")
+            .append_pair("buildargs", &json!(spec.args).to_string())
+            .append_pair("labels", &json!(spec.labels).to_string());
+        if let Some(t) = &spec.target {
+            q.append_pair("target", t);
+        }
+        let ep = format!("{API}/libpod/build?{}", q.finish());
+        let mut stream = Box::pin(self.raw.post_stream(
+            ep,
+            Payload::Tar(context_tar),
+            Headers::none(),
+        ));
+        let mut buf = Vec::new();
+        let mut failure: Option<String> = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(e))?;
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(s) = v.get("stream").and_then(Value::as_str) {
+                    for l in s.lines() {
+                        progress(l);
+                    }
+                }
+                if let Some(e) = v.get("error").and_then(Value::as_str) {
+                    failure = Some(e.to_owned());
+                }
+            }
+        }
+        match failure {
+            Some(message) => Err(EngineError {
+                engine: Kind::Podman,
+                socket: self.socket.clone(),
+                kind: ErrorKind::Other,
+                message: format!("building {}: {message}", spec.tag),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        let (k, v) = label_filter(project);
+        let opts = NetworkListOpts::builder()
+            .filter([NetworkListFilter::LabelKeyVal(k, v)])
+            .build();
+        let nets = self
+            .api
+            .networks()
+            .list(&opts)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(nets
+            .into_iter()
+            .map(|n| ResourceInfo {
+                name: n.name.unwrap_or_default(),
+                labels: map(&n.labels),
+            })
+            .collect())
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        let opts = NetworkCreateOpts::builder()
+            .name(&spec.name)
+            .internal(spec.internal)
+            .dns_enabled(true)
+            .labels(spec.labels.clone())
+            .build();
+        self.api
+            .networks()
+            .create(&opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.api
+            .networks()
+            .get(name)
+            .remove()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        let (k, v) = label_filter(project);
+        let opts = VolumeListOpts::builder()
+            .filter([VolumeListFilter::LabelKeyVal(k, v)])
+            .build();
+        let vols = self
+            .api
+            .volumes()
+            .list(&opts)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(vols
+            .into_iter()
+            .map(|v| ResourceInfo {
+                name: v.name,
+                labels: v.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        let opts = VolumeCreateOpts::builder()
+            .name(&spec.name)
+            .labels(spec.labels.clone())
+            .build();
+        self.api
+            .volumes()
+            .create(&opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.api
+            .volumes()
+            .get(name)
+            .remove()
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        let (k, v) = label_filter(project);
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter([ContainerListFilter::LabelKeyVal(k, v)])
+            .build();
+        let list = self
+            .api
+            .containers()
+            .list(&opts)
+            .await
+            .map_err(|e| self.err(e))?;
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        let found =
+            futures_util::future::join_all(ids.iter().map(|id| self.inspect_container(id))).await;
+        let mut out = Vec::new();
+        for r in found {
+            match r {
+                Ok(c) => out.push(c),
+                // Removed between list and inspect.
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
+        let v: Value = self
+            .raw
+            .get_json(format!("{API}/libpod/containers/{id}/json"))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(container_info(&v))
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let body = spec_json(spec).to_string();
+        let v: Value = self
+            .raw
+            .post_json(
+                format!("{API}/libpod/containers/create"),
+                Payload::Json(body),
+                Headers::none(),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(v.get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.api
+            .containers()
+            .get(id)
+            .start(None)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()> {
+        let opts = ContainerStopOpts::builder()
+            .timeout(timeout_s as usize)
+            .build();
+        match self.api.containers().get(id).stop(&opts).await {
+            // 304: already stopped.
+            Err(podman_api::Error::Fault { code, .. }) if code == StatusCode::NOT_MODIFIED => {
+                Ok(())
+            }
+            r => r.map_err(|e| self.err(e)),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .volumes(true)
+            .build();
+        self.api
+            .containers()
+            .get(id)
+            .delete(&opts)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream<'_>> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("stdout", "true")
+            .append_pair("stderr", "true")
+            .append_pair("timestamps", "true")
+            .append_pair("follow", if opts.follow { "true" } else { "false" });
+        if let Some(s) = opts.since {
+            q.append_pair("since", &s.to_string());
+        }
+        if let Some(t) = opts.tail {
+            q.append_pair("tail", &t.to_string());
+        }
+        let ep = format!("{API}/libpod/containers/{id}/logs?{}", q.finish());
+        let bytes = Box::pin(
+            self.raw
+                .get_stream(ep)
+                .map_err(|e| containers_api::conn::Error::Any(Box::new(e))),
+        );
+        let socket = self.socket.clone();
+        let chunks = containers_api::conn::tty::decode(bytes).map_err(move |e| EngineError {
+            engine: Kind::Podman,
+            socket: socket.clone(),
+            kind: ErrorKind::Other,
+            message: e.to_string(),
+        });
+        Ok(super::lines(chunks.map_ok(|c| match c {
+            containers_api::conn::TtyChunk::StdOut(b) => (false, b),
+            containers_api::conn::TtyChunk::StdErr(b) => (true, b),
+            containers_api::conn::TtyChunk::StdIn(_) => (false, Vec::new()),
+        })))
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecOutput> {
+        let mut b = ExecCreateOpts::builder()
+            .command(spec.argv.clone())
+            .attach_stdout(true)
+            .attach_stderr(true)
+            .env(spec.env.clone());
+        if let Some(u) = &spec.user {
+            b = b.user(UserOpt::User(u.clone()));
+        }
+        if let Some(w) = &spec.workdir {
+            b = b.working_dir(w);
+        }
+        let container = self.api.containers().get(id);
+        let exec = container
+            .create_exec(&b.build())
+            .await
+            .map_err(|e| self.err(e))?;
+        let start = ExecStartOpts::builder().build();
+        let mut out = ExecOutput::default();
+        if let Some(mut stream) = exec.start(&start).await.map_err(|e| self.err(e))? {
+            while let Some(chunk) = stream.next().await {
+                match chunk.map_err(|e| self.err(podman_api::Error::Error(e)))? {
+                    containers_api::conn::TtyChunk::StdOut(b) => out.stdout.extend(b),
+                    containers_api::conn::TtyChunk::StdErr(b) => out.stderr.extend(b),
+                    containers_api::conn::TtyChunk::StdIn(_) => {}
+                }
+            }
+        }
+        let v = exec.inspect().await.map_err(|e| self.err(e))?;
+        out.exit_code = v.get("ExitCode").and_then(Value::as_i64).unwrap_or(-1);
+        Ok(out)
+    }
+
+    /// Podman leaves running healthchecks to systemd timers; where there is no systemd
+    /// (containers, CI, WSL) a container stays `starting` forever. This runs the check
+    /// once, as the timer would, and Podman records the result.
+    async fn run_healthcheck(&self, id: &str) -> Result<()> {
+        let r: Result<Value, _> = self
+            .raw
+            .get_json(format!("{API}/libpod/containers/{id}/healthcheck"))
+            .await;
+        r.map(|_| ()).map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,256 @@
+//! Which engine, on which socket: `--engine` / `DEVBOX_ENGINE` / `[project] engine` pick
+//! the kind (already merged by config loading); the socket comes from
+//! `CONTAINER_HOST` / `DOCKER_HOST`, then the usual places. When Podman is installed
+//! but nothing listens, devbox runs `podman system service` for the command's duration.
+
+use std::fmt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{AnyEngine, EngineError, ErrorKind};
+use crate::config::model::EngineChoice;
+use crate::process;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Podman,
+    Docker,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Podman => "podman",
+            Kind::Docker => "docker",
+        })
+    }
+}
+
+/// A socket to talk to, and why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub kind: Kind,
+    pub socket: PathBuf,
+    pub reason: String,
+}
+
+/// The outcome of [`discover`]: an endpoint that answers, or one devbox should start.
+#[derive(Debug)]
+pub enum Selection {
+    Ready(Endpoint),
+    /// Podman is installed but no socket answers; `connect` starts a service here.
+    StartPodman(PathBuf),
+}
+
+fn unix_path(url: &str) -> Option<PathBuf> {
+    url.strip_prefix("unix://").map(PathBuf::from)
+}
+
+/// Whether something accepts connections on the socket.
+pub fn listening(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
+}
+
+fn runtime_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let uid = nix::unistd::getuid();
+            let p = PathBuf::from(format!("/run/user/{uid}"));
+            p.is_dir().then_some(p)
+        })
+}
+
+fn podman_candidates() -> Vec<(PathBuf, String)> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var("CONTAINER_HOST")
+        .ok()
+        .as_deref()
+        .and_then(unix_path)
+    {
+        c.push((p, "CONTAINER_HOST".to_owned()));
+    }
+    if !nix::unistd::getuid().is_root() {
+        if let Some(d) = runtime_dir() {
+            c.push((
+                d.join("podman/podman.sock"),
+                "the rootless Podman socket".to_owned(),
+            ));
+        }
+    }
+    c.push((
+        PathBuf::from("/run/podman/podman.sock"),
+        "the rootful Podman socket".to_owned(),
+    ));
+    c
+}
+
+fn docker_candidates() -> Vec<(PathBuf, String)> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var("DOCKER_HOST")
+        .ok()
+        .as_deref()
+        .and_then(unix_path)
+    {
+        c.push((p, "DOCKER_HOST".to_owned()));
+    }
+    c.push((
+        PathBuf::from("/var/run/docker.sock"),
+        "the Docker socket".to_owned(),
+    ));
+    c
+}
+
+fn podman_installed() -> bool {
+    process::which("podman").is_some()
+}
+
+fn not_found(kind: Kind, tried: &[(PathBuf, String)]) -> EngineError {
+    let list: Vec<String> = tried
+        .iter()
+        .map(|(p, why)| format!("{} ({why})", p.display()))
+        .collect();
+    EngineError {
+        engine: kind,
+        socket: tried.first().map(|t| t.0.clone()).unwrap_or_default(),
+        kind: ErrorKind::Unreachable,
+        message: format!("no engine answers; tried {}", list.join(", ")),
+    }
+}
+
+/// Finds the engine to use without starting anything.
+pub fn discover(choice: EngineChoice) -> Result<Selection, EngineError> {
+    let ready = |kind, (socket, reason): (PathBuf, String)| {
+        Selection::Ready(Endpoint {
+            kind,
+            socket,
+            reason,
+        })
+    };
+    match choice {
+        EngineChoice::Podman => {
+            let c = podman_candidates();
+            // An explicit CONTAINER_HOST is used as given, answering or not.
+            if std::env::var_os("CONTAINER_HOST").is_some() {
+                return Ok(ready(Kind::Podman, c[0].clone()));
+            }
+            if let Some(hit) = c.iter().find(|(p, _)| listening(p)) {
+                return Ok(ready(Kind::Podman, hit.clone()));
+            }
+            if podman_installed() {
+                return Ok(Selection::StartPodman(c[0].0.clone()));
+            }
+            Err(not_found(Kind::Podman, &c))
+        }
+        EngineChoice::Docker => {
+            let c = docker_candidates();
+            Ok(ready(Kind::Docker, c[0].clone()))
+        }
+        EngineChoice::Auto | EngineChoice::Native => {
+            if let Ok(h) = std::env::var("CONTAINER_HOST") {
+                if let Some(p) = unix_path(&h) {
+                    return Ok(ready(Kind::Podman, (p, "CONTAINER_HOST".into())));
+                }
+            }
+            if let Ok(h) = std::env::var("DOCKER_HOST") {
+                if let Some(p) = unix_path(&h) {
+                    return Ok(ready(Kind::Docker, (p, "DOCKER_HOST".into())));
+                }
+            }
+            let mut tried = Vec::new();
+            for (kind, c) in [
+                (Kind::Podman, podman_candidates()),
+                (Kind::Docker, docker_candidates()),
+            ] {
+                for cand in c {
+                    if listening(&cand.0) {
+                        return Ok(ready(kind, cand));
+                    }
+                    tried.push(cand);
+                }
+            }
+            if podman_installed() {
+                return Ok(Selection::StartPodman(podman_candidates()[0].0.clone()));
+            }
+            Err(not_found(Kind::Podman, &tried))
+        }
+    }
+}
+
+/// A `podman system service` devbox started; stopped when dropped.
+pub struct ServiceGuard(Option<std::process::Child>);
+
+impl Drop for ServiceGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Connects to the chosen engine, starting `podman system service` when needed.
+pub fn connect(choice: EngineChoice) -> Result<(AnyEngine, Endpoint, ServiceGuard), EngineError> {
+    match discover(choice)? {
+        Selection::Ready(ep) => Ok((open(&ep), ep, ServiceGuard(None))),
+        Selection::StartPodman(socket) => {
+            let socket = if socket
+                .parent()
+                .is_some_and(|p| std::fs::create_dir_all(p).is_ok())
+            {
+                socket
+            } else {
+                std::env::temp_dir().join(format!("devbox-podman-{}.sock", std::process::id()))
+            };
+            let child = process::spawn_quiet(
+                "podman",
+                &[
+                    "system",
+                    "service",
+                    "--time=0",
+                    &format!("unix://{}", socket.display()),
+                ],
+            )
+            .map_err(|e| EngineError {
+                engine: Kind::Podman,
+                socket: socket.clone(),
+                kind: ErrorKind::Unreachable,
+                message: format!("starting `podman system service`: {e}"),
+            })?;
+            let guard = ServiceGuard(Some(child));
+            let start = Instant::now();
+            while !listening(&socket) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    return Err(EngineError {
+                        engine: Kind::Podman,
+                        socket,
+                        kind: ErrorKind::Unreachable,
+                        message:
+                            "started `podman system service`, but it did not answer within 10s"
+                                .into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!(
+                "devbox: no Podman socket was listening; started `podman system service` on {} for this command (`systemctl --user enable --now podman.socket` keeps one running)",
+                socket.display()
+            );
+            let ep = Endpoint {
+                kind: Kind::Podman,
+                socket,
+                reason: "started by devbox".into(),
+            };
+            Ok((open(&ep), ep, guard))
+        }
+    }
+}
+
+pub fn open(ep: &Endpoint) -> AnyEngine {
+    match ep.kind {
+        Kind::Podman => AnyEngine::Podman(Box::new(super::podman::Podman::new(&ep.socket))),
+        Kind::Docker => AnyEngine::Docker(super::docker::Docker::new(&ep.socket)),
+    }
+}
