@@ -8,6 +8,7 @@ mod util;
 mod audit;
 mod config;
 mod docs;
+mod engine;
 mod errors;
 mod examples;
 mod render;

@@ -1,0 +1,471 @@
+//! The reference project on real engines — rootful Podman, rootless Podman (as the
+//! unprivileged user `setup-engines.sh` names) and Docker — through the binary: up,
+//! pong on loopback only, the client's log, converge, edit one service, knobs applied,
+//! down keeping `.data`, and two concurrent `up`s.
+//!
+//! The sockets come from `DEVBOX_TEST_*` (printed by `../shared/env/setup-engines.sh`).
+//! Without them the tests skip, unless `DEVBOX_REQUIRE_ENGINES=1` makes that a failure.
+//! All engine tests publish 127.0.0.1:7777, so they take one lock and run one at a time.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{reference_dir, Output, BIN};
+
+/// Which engine, and how devbox is run for it.
+struct Engine {
+    name: &'static str,
+    env: Vec<(&'static str, String)>,
+    /// Run devbox as this user (rootless Podman).
+    user: Option<String>,
+}
+
+fn required() -> bool {
+    std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
+}
+
+fn engine(name: &'static str) -> Option<Engine> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let e = match name {
+        "podman" => var("DEVBOX_TEST_PODMAN_SOCKET").map(|s| Engine {
+            name,
+            env: vec![
+                ("DEVBOX_ENGINE", "podman".into()),
+                ("CONTAINER_HOST", format!("unix://{s}")),
+            ],
+            user: None,
+        }),
+        "podman-rootless" => var("DEVBOX_TEST_PODMAN_ROOTLESS_SOCKET")
+            .zip(var("DEVBOX_TEST_ROOTLESS_USER"))
+            .map(|(s, user)| {
+                let runtime = Path::new(&s)
+                    .parent()
+                    .and_then(Path::parent)
+                    .expect("socket under XDG_RUNTIME_DIR/podman")
+                    .display()
+                    .to_string();
+                Engine {
+                    name,
+                    env: vec![
+                        ("DEVBOX_ENGINE", "podman".into()),
+                        ("XDG_RUNTIME_DIR", runtime),
+                        ("HOME", format!("/home/{user}")),
+                    ],
+                    user: Some(user),
+                }
+            }),
+        "docker" => var("DEVBOX_TEST_DOCKER_SOCKET").map(|s| Engine {
+            name,
+            env: vec![
+                ("DEVBOX_ENGINE", "docker".into()),
+                ("DOCKER_HOST", format!("unix://{s}")),
+            ],
+            user: None,
+        }),
+        _ => unreachable!(),
+    };
+    if e.is_none() {
+        assert!(
+            !required(),
+            "engine {name} is required (DEVBOX_REQUIRE_ENGINES=1) but its DEVBOX_TEST_* socket variable is not set; run ../shared/env/setup-engines.sh and export what it prints"
+        );
+        eprintln!("skipping: no {name} engine configured (DEVBOX_TEST_* unset)");
+    }
+    e
+}
+
+/// One engine test at a time: they all publish 127.0.0.1:7777. Held until dropped.
+fn engine_lock() -> nix::fcntl::Flock<File> {
+    let f = File::create(std::env::temp_dir().join("devbox-engine-tests.lock")).unwrap();
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}
+
+/// A copy of the reference project the engine's user owns.
+struct RefProject {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn reference_copy(e: &Engine) -> RefProject {
+    let dir = tempfile::Builder::new()
+        .prefix("devbox-engine-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("refbox");
+    std::fs::create_dir(&path).unwrap();
+    for entry in std::fs::read_dir(reference_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
+    }
+    for entry in std::fs::read_dir(&path).unwrap() {
+        let p = entry.unwrap().path();
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&p, perm).unwrap();
+    }
+    if let Some(user) = &e.user {
+        let u = nix::unistd::User::from_name(user).unwrap().unwrap();
+        for p in [dir.path().to_path_buf(), path.clone()]
+            .into_iter()
+            .chain(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()))
+        {
+            nix::unistd::chown(&p, Some(u.uid), Some(u.gid)).unwrap();
+        }
+    }
+    RefProject { _dir: dir, path }
+}
+
+fn devbox_cmd(e: &Engine, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = match &e.user {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", "env"]);
+            for (k, v) in &e.env {
+                c.arg(format!("{k}={v}"));
+            }
+            c.arg("NO_COLOR=1").arg(BIN);
+            c
+        }
+        None => {
+            let mut c = Command::new(BIN);
+            c.envs(e.env.iter().map(|(k, v)| (*k, v.as_str())));
+            c.env("NO_COLOR", "1");
+            c
+        }
+    };
+    for k in ["CONTAINER_HOST", "DOCKER_HOST"] {
+        if !e.env.iter().any(|(n, _)| *n == k) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir).args(args).stdin(Stdio::null());
+    cmd
+}
+
+fn devbox(e: &Engine, dir: &Path, args: &[&str]) -> Output {
+    let out = devbox_cmd(e, dir, args).output().expect("devbox runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(e: &Engine, dir: &Path, args: &[&str]) -> Output {
+    let o = devbox(e, dir, args);
+    assert_eq!(
+        o.code,
+        0,
+        "[{}] devbox {} failed\nstdout:\n{}\nstderr:\n{}",
+        e.name,
+        args.join(" "),
+        o.stdout,
+        o.stderr
+    );
+    o
+}
+
+/// What the server answers on `addr` to `ping`.
+fn ask(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"ping\n")?;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    Ok(buf)
+}
+
+/// The host's main non-loopback IPv4 address (no packet is sent).
+fn host_address() -> IpAddr {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("192.0.2.1:9").unwrap();
+    s.local_addr().unwrap().ip()
+}
+
+/// Path → (mode, uid, gid, bytes) of every file and directory under `root`.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let body = if m.is_file() {
+            std::fs::read(&p).unwrap()
+        } else {
+            Vec::new()
+        };
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        out.insert(p, (m.mode(), m.uid(), m.gid(), body));
+    }
+    out
+}
+
+/// Service → container id, from `status --json`; panics on orphans or duplicates.
+fn containers(e: &Engine, dir: &Path) -> BTreeMap<String, String> {
+    let o = ok(e, dir, &["status", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&o.stdout).unwrap();
+    let mut ids = BTreeMap::new();
+    for r in rows {
+        assert_eq!(r["orphan"], false, "[{}] unexpected container {r}", e.name);
+        if let Some(id) = r["id"].as_str() {
+            let dup = ids.insert(r["service"].as_str().unwrap().to_owned(), id.to_owned());
+            assert!(
+                dup.is_none(),
+                "[{}] two containers for one service: {r}",
+                e.name
+            );
+        }
+    }
+    ids
+}
+
+/// Runs `devbox down` when dropped (also when the test panics).
+struct Down<'a>(&'a Engine, &'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = devbox(self.0, self.1, &["down", "-t", "1"]);
+    }
+}
+
+fn reference_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let _lock = engine_lock();
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    // Down again whatever happens, so a failure does not hold the port for the next.
+    let _down = Down(&e, dir);
+    // A run that was killed may have left the project up.
+    let _ = devbox(&e, dir, &["down", "-t", "1"]);
+
+    // Up: built, created, healthy.
+    let up = ok(&e, dir, &["up", "--timeout", "90s"]);
+    assert!(
+        up.stdout.contains("refbox is up on") && up.stdout.contains("2 created"),
+        "[{name}] {}",
+        up.stdout
+    );
+    match name {
+        "podman-rootless" => assert!(
+            up.stderr
+                .contains("rootless podman on cgroup v1 cannot enforce memory")
+                || !up.stderr.contains("cgroup v1"),
+            "[{name}] {}",
+            up.stderr
+        ),
+        _ => assert!(
+            up.stderr.contains("made .data") && up.stderr.contains("owned by 1000:1000"),
+            "[{name}] devbox says how it made .data writable without keep-id: {}",
+            up.stderr
+        ),
+    }
+
+    // The host gets pong on loopback, and nothing on its other address.
+    let loopback: SocketAddr = "127.0.0.1:7777".parse().unwrap();
+    let answer = ask(loopback).unwrap_or_else(|err| panic!("[{name}] 127.0.0.1:7777: {err}"));
+    assert_eq!(answer.trim(), "pong", "[{name}]");
+    let outside = SocketAddr::new(host_address(), 7777);
+    match ask(outside) {
+        Err(_) => {}
+        Ok(a) => panic!("[{name}] {outside} answered {a:?}; the port must be loopback-only"),
+    }
+
+    // The client saw the shared volume.
+    let logs = ok(&e, dir, &["logs", "client"]);
+    assert!(
+        logs.stdout.contains("client | sock_ok"),
+        "[{name}] {}",
+        logs.stdout
+    );
+
+    // .data written by the container is the host user's (rootless, keep-id) or the
+    // service's (rootful engines, made so by devbox).
+    let smoke = dir.join(".data/database/smoke.json");
+    let body = std::fs::read_to_string(&smoke).unwrap();
+    assert!(body.contains(r#""ok":true"#), "[{name}] {body}");
+    let owner = std::fs::metadata(&smoke).unwrap().uid();
+    let expected = match &e.user {
+        Some(u) => nix::unistd::User::from_name(u)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw(),
+        None => 1000,
+    };
+    assert_eq!(owner, expected, "[{name}] owner of {}", smoke.display());
+    let cred = std::fs::metadata(dir.join(".data/auth/credential")).unwrap();
+    assert_eq!(cred.mode() & 0o7777, 0o600, "[{name}]");
+
+    // The hardening knobs reached the container.
+    let knobs = devbox(
+        &e,
+        dir,
+        &[
+            "exec",
+            "server",
+            "--",
+            "sh",
+            "-c",
+            "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status; id -u; touch /app/x 2>/dev/null && echo WRITABLE; true",
+        ],
+    );
+    assert_eq!(knobs.code, 0, "[{name}] {}", knobs.stderr);
+    assert!(
+        knobs.stdout.contains("NoNewPrivs:\t1"),
+        "[{name}] {}",
+        knobs.stdout
+    );
+    assert!(
+        knobs.stdout.contains("CapEff:\t0000000000000000"),
+        "[{name}] {}",
+        knobs.stdout
+    );
+    assert!(knobs.stdout.contains("1000\n"), "[{name}] {}", knobs.stdout);
+    assert!(
+        !knobs.stdout.contains("WRITABLE"),
+        "[{name}] root fs is writable"
+    );
+    if e.user.is_none() {
+        // Rootful engines on this machine enforce the limits (cgroup v1 paths).
+        let limits = ok(
+            &e,
+            dir,
+            &[
+                "exec",
+                "server",
+                "--",
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max",
+            ],
+        );
+        assert_eq!(limits.stdout, "128\n268435456\n", "[{name}]");
+    }
+    let code = devbox(&e, dir, &["exec", "server", "--", "sh", "-c", "exit 7"]).code;
+    assert_eq!(code, 7, "[{name}] exec passes the exit code through");
+
+    // A second up changes nothing: same containers.
+    let before = containers(&e, dir);
+    assert_eq!(before.len(), 2, "[{name}] {before:?}");
+    let again = ok(&e, dir, &["up", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        r["unchanged"],
+        serde_json::json!(["server", "client"]),
+        "[{name}] {r}"
+    );
+    assert_eq!(
+        containers(&e, dir),
+        before,
+        "[{name}] a no-op up kept the same ids"
+    );
+
+    // Editing one service recreates only it.
+    let toml = std::fs::read_to_string(dir.join("sandbox.toml")).unwrap();
+    let edited = toml.replace("memory = \"64m\"", "memory = \"80m\"");
+    assert_ne!(edited, toml);
+    std::fs::write(dir.join("sandbox.toml"), edited).unwrap();
+    let r = ok(&e, dir, &["up", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        r["recreated"],
+        serde_json::json!(["client"]),
+        "[{name}] {r}"
+    );
+    assert_eq!(
+        r["unchanged"],
+        serde_json::json!(["server"]),
+        "[{name}] {r}"
+    );
+    let after = containers(&e, dir);
+    assert_eq!(after["server"], before["server"], "[{name}]");
+    assert_ne!(after["client"], before["client"], "[{name}]");
+
+    // down keeps .data byte for byte (and the named volume).
+    let data = snapshot(&dir.join(".data"));
+    let down = ok(&e, dir, &["down", "-t", "1"]);
+    assert!(
+        down.stdout.contains("2 containers and 2 networks removed"),
+        "[{name}] {}",
+        down.stdout
+    );
+    assert_eq!(
+        snapshot(&dir.join(".data")),
+        data,
+        "[{name}] down changed .data"
+    );
+    assert!(containers(&e, dir).is_empty(), "[{name}]");
+    assert!(
+        ask(loopback).is_err(),
+        "[{name}] port still answers after down"
+    );
+
+    // Two concurrent ups: one waits for the other's lock; no duplicates.
+    let a = devbox_cmd(&e, dir, &["up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = devbox_cmd(&e, dir, &["up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(
+            o.status.success(),
+            "[{name}] concurrent up failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let waited = [&a, &b]
+        .iter()
+        .any(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for the project lock"));
+    assert!(waited, "[{name}] neither up waited for the lock");
+    assert_eq!(containers(&e, dir).len(), 2, "[{name}]");
+    ok(&e, dir, &["down", "-t", "1"]);
+}
+
+#[test]
+fn reference_on_rootful_podman() {
+    reference_flow("podman");
+}
+
+#[test]
+fn reference_on_rootless_podman() {
+    reference_flow("podman-rootless");
+}
+
+#[test]
+fn reference_on_docker() {
+    reference_flow("docker");
+}
+
+#[test]
+fn engine_errors_name_the_engine_and_socket_and_point_to_doctor() {
+    let p = crate::util::Project::with_toml("[services.app]\nimage = \"localhost/x\"\n");
+    let o = crate::util::Devbox::new(p.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["--engine", "docker", "status"])
+        .run();
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .starts_with("error: docker at /nonexistent/docker.sock: "),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("hint: `devbox doctor`"), "{}", o.stderr);
+}
