@@ -465,19 +465,19 @@ pub async fn up<E: Engine>(
         .collect();
     for v in &plan.volumes {
         if !have_vols.contains(&v.name) {
-            engine
+            let made = engine
                 .create_volume(&VolumeSpec {
                     name: v.name.clone(),
                     labels: v.labels.clone(),
                 })
-                .await
-                .or_else(|e| {
-                    if e.kind == ErrorKind::Conflict {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })?;
+                .await;
+            match made {
+                Err(e) if e.kind == ErrorKind::Conflict => report.notes.push(format!(
+                    "volume `{}` already exists and was not created by devbox; using it as it is (`down --volumes` and `reset` leave it alone)",
+                    v.name
+                )),
+                other => other?,
+            }
         }
     }
 

@@ -1,11 +1,11 @@
 //! `devbox exec SERVICE -- CMD...`: run a command in a service's container; its exit code
 //! becomes devbox's.
 
-use std::io::Write;
-use std::process::ExitCode;
+use std::io::{IsTerminal, Write};
+use std::process::{ExitCode, Stdio};
 
 use super::Global;
-use crate::engine::{Engine, ExecSpec};
+use crate::engine::{Endpoint, Engine, ExecSpec, Kind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +20,9 @@ pub struct Args {
     /// Extra environment, KEY=VALUE.
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// No terminal even when stdin is one (output is collected, as in scripts).
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -55,6 +58,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
                 a.service
             );
         };
+        if !a.no_tty && std::io::stdin().is_terminal() {
+            if let Some(code) = interactive(&conn.endpoint, &c.id, a)? {
+                return Ok(Err(code));
+            }
+        }
         let spec = ExecSpec {
             argv: a.command.clone(),
             user: a.user.clone(),
@@ -63,9 +71,46 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             tty: false,
             stdin: false,
         };
-        Ok(conn.engine.exec(&c.id, &spec).await?)
+        Ok(Ok(conn.engine.exec(&c.id, &spec).await?))
     })?;
+    let out = match out {
+        Ok(out) => out,
+        Err(code) => return Ok(code),
+    };
     std::io::stdout().write_all(&out.stdout)?;
     std::io::stderr().write_all(&out.stderr)?;
     Ok(ExitCode::from(out.exit_code.clamp(0, 255) as u8))
+}
+
+/// On a terminal, the engine's own CLI attaches it (raw mode, resizes, detach keys) to
+/// the same socket devbox uses. `None` when that CLI is not installed.
+fn interactive(ep: &Endpoint, id: &str, a: &Args) -> anyhow::Result<Option<ExitCode>> {
+    let (program, url_flag) = match ep.kind {
+        Kind::Podman => ("podman", "--url"),
+        Kind::Docker => ("docker", "--host"),
+    };
+    if crate::process::which(program).is_none() {
+        return Ok(None);
+    }
+    let mut cmd = crate::process::command(program);
+    cmd.arg(url_flag)
+        .arg(format!("unix://{}", ep.socket.display()))
+        .args(["exec", "--interactive", "--tty"]);
+    if let Some(u) = &a.user {
+        cmd.args(["--user", u]);
+    }
+    if let Some(w) = &a.workdir {
+        cmd.args(["--workdir", w]);
+    }
+    for e in &a.env {
+        cmd.args(["--env", e]);
+    }
+    cmd.arg(id).args(&a.command);
+    let status = cmd
+        .stdin(Stdio::inherit())
+        .status()
+        .map_err(|e| anyhow::anyhow!("running {program} exec: {e}"))?;
+    Ok(Some(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8,
+    )))
 }

@@ -388,3 +388,19 @@ fn line_of(bytes: &[u8], stderr: bool) -> LogLine {
         text,
     }
 }
+
+/// Whether a Unix socket belongs to an unprivileged user — how a rootless engine's
+/// socket looks (its daemon runs as that user).
+pub fn socket_owned_by_user(socket: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(socket).is_ok_and(|m| m.uid() != 0)
+}
+
+/// "2" on a unified cgroup hierarchy, else "1" (legacy or hybrid).
+pub fn host_cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    }
+}

@@ -1,10 +1,11 @@
 //! Podman through its libpod REST API (v4.3.1), with `podman-api`.
 //!
-//! Two calls go through the crate's own transport (`containers-api`) with a body devbox
-//! writes itself: container create, because podman-api's builder spells the libpod key
-//! `no_new_privileges` wrong (`no_new_privilages`, silently ignored by Podman), and build,
-//! because podman-api tars the whole context directory itself and cannot honour
-//! `.containerignore`.
+//! Some calls go through the crate's own transport (`containers-api`) with a request
+//! devbox writes itself, where podman-api gets libpod wrong: container create (its builder
+//! spells `no_new_privileges` as `no_new_privilages`, which Podman silently ignores),
+//! stop (it sends `Timeout`, libpod reads `timeout`), build (it tars the whole context
+//! itself and cannot honour `.containerignore`), inspect and logs (its models do not
+//! match 4.3's JSON closely enough to read health and ports).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +15,9 @@ use containers_api::conn::hyper::{self, Body, Response, StatusCode};
 use containers_api::conn::{Headers, Payload, RequestClient, Transport};
 use futures_util::{Future, StreamExt, TryStreamExt};
 use podman_api::opts::{
-    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerStopOpts, ExecCreateOpts,
-    ExecStartOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts, UserOpt,
-    VolumeCreateOpts, VolumeListFilter, VolumeListOpts,
+    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ExecCreateOpts, ExecStartOpts,
+    NetworkCreateOpts, NetworkListFilter, NetworkListOpts, UserOpt, VolumeCreateOpts,
+    VolumeListFilter, VolumeListOpts,
 };
 use serde_json::{json, Value};
 
@@ -76,6 +77,8 @@ impl Podman {
                 match *code {
                     StatusCode::NOT_FOUND => ErrorKind::NotFound,
                     StatusCode::CONFLICT => ErrorKind::Conflict,
+                    // Volume create answers 500 for a taken name.
+                    _ if message.contains("already exists") => ErrorKind::Conflict,
                     _ => ErrorKind::Other,
                 },
                 message.clone(),
@@ -363,27 +366,29 @@ impl Engine for Podman {
         Kind::Podman
     }
 
+    /// From `_ping`'s headers, the socket's owner and the host's cgroup mount: libpod's
+    /// `info` and `version` take 0.3–0.5 s each (they ask conmon and the OCI runtime for
+    /// their versions), longer than a whole no-op `up` should.
     async fn info(&self) -> Result<EngineInfo> {
-        let v: Value = self
+        let r = self
             .raw
-            .get_json(format!("{API}/libpod/info"))
+            .get(format!("{API}/libpod/_ping"))
             .await
             .map_err(|e| self.err(e))?;
-        let s = |p: &str| {
-            v.pointer(p)
-                .and_then(Value::as_str)
+        let header = |k: &str| {
+            r.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned()
         };
+        let version = header("Libpod-Api-Version");
         Ok(EngineInfo {
             kind: Kind::Podman,
-            version: s("/version/Version"),
-            api_version: s("/version/APIVersion"),
-            rootless: v
-                .pointer("/host/security/rootless")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            cgroup_version: s("/host/cgroupVersion").trim_start_matches('v').to_owned(),
+            version: version.clone(),
+            api_version: version,
+            rootless: super::socket_owned_by_user(&self.socket),
+            cgroup_version: super::host_cgroup_version().to_owned(),
         })
     }
 
@@ -600,15 +605,15 @@ impl Engine for Podman {
     }
 
     async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()> {
-        let opts = ContainerStopOpts::builder()
-            .timeout(timeout_s as usize)
-            .build();
-        match self.api.containers().get(id).stop(&opts).await {
+        // podman-api sends the stop timeout as `Timeout`, which libpod ignores (it reads
+        // `timeout`), so every stop would wait the default 10 s.
+        let ep = format!("{API}/libpod/containers/{id}/stop?timeout={timeout_s}");
+        match self.raw.post(ep, Payload::empty(), Headers::none()).await {
             // 304: already stopped.
             Err(podman_api::Error::Fault { code, .. }) if code == StatusCode::NOT_MODIFIED => {
                 Ok(())
             }
-            r => r.map_err(|e| self.err(e)),
+            r => r.map(|_| ()).map_err(|e| self.err(e)),
         }
     }
 

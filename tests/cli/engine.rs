@@ -150,6 +150,28 @@ fn devbox_cmd(e: &Engine, dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// The same command as one shell line (for script(1)).
+fn shell_line(e: &Engine, args: &[&str]) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut words: Vec<String> = Vec::new();
+    if let Some(user) = &e.user {
+        words.extend(["runuser", "-u", user, "--"].map(String::from));
+    }
+    words.push("env".into());
+    for k in ["CONTAINER_HOST", "DOCKER_HOST"] {
+        if !e.env.iter().any(|(n, _)| *n == k) {
+            words.push(format!("-u{k}"));
+        }
+    }
+    for (k, v) in &e.env {
+        words.push(q(&format!("{k}={v}")));
+    }
+    words.push("NO_COLOR=1".into());
+    words.push(q(BIN));
+    words.extend(args.iter().map(|a| q(a)));
+    words.join(" ")
+}
+
 fn devbox(e: &Engine, dir: &Path, args: &[&str]) -> Output {
     let out = devbox_cmd(e, dir, args).output().expect("devbox runs");
     Output {
@@ -354,6 +376,45 @@ fn reference_flow(name: &'static str) {
     }
     let code = devbox(&e, dir, &["exec", "server", "--", "sh", "-c", "exit 7"]).code;
     assert_eq!(code, 7, "[{name}] exec passes the exit code through");
+    // On a terminal (script(1) makes one), exec is interactive.
+    let line = shell_line(
+        &e,
+        &[
+            "exec",
+            "server",
+            "--",
+            "sh",
+            "-c",
+            "test -t 0 && echo TTY; exit 5",
+        ],
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("TTY"),
+        "[{name}] {}{}",
+        String::from_utf8_lossy(&tty.stdout),
+        String::from_utf8_lossy(&tty.stderr)
+    );
+    assert_eq!(tty.status.code(), Some(5), "[{name}]");
+
+    // status shows state, health, ports, and why the server joined the default network.
+    let st = ok(&e, dir, &["status"]);
+    assert!(
+        st.stdout
+            .contains("running  healthy  127.0.0.1:7777->7777/tcp"),
+        "[{name}] {}",
+        st.stdout
+    );
+    assert!(
+        st.stdout.contains("note: service `server` publishes ports but joins only internal networks; also joined `default`"),
+        "[{name}] {}",
+        st.stdout
+    );
 
     // A second up changes nothing: same containers.
     let before = containers(&e, dir);
