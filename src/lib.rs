@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod doctor;
 pub mod engine;
 pub mod fsutil;
 pub mod plan;

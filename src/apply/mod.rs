@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod lock;
+pub mod ports;
 pub mod progress;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +56,9 @@ fn logs_block(logs: &[String]) -> String {
     }
     s
 }
+
+/// How long a just-started container must keep running before `up` trusts it.
+const SETTLE_MS: u64 = 200;
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -532,7 +536,10 @@ pub async fn up<E: Engine>(
     }
 
     let deadline = Instant::now() + opts.timeout;
+    // 4a. Create what is missing or outdated (nothing starts yet), so creating later
+    // services does not wait on earlier ones becoming healthy.
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut to_start: BTreeSet<String> = BTreeSet::new();
     for s in &plan.services {
         report
             .notes
@@ -548,26 +555,13 @@ pub async fn up<E: Engine>(
         let up_to_date = current
             .as_ref()
             .is_some_and(|c| c.config_hash() == spec.labels.get(LABEL_HASH).map(String::as_str));
-
-        // Dependencies first, with their conditions.
-        for (dep, cond) in &s.spec.depends_on {
-            if let (Some(d), Some(id)) = (plan.service(dep), ids.get(dep)) {
-                ui.step(
-                    &s.name,
-                    &format!("waiting for {dep} ({cond:?})").to_lowercase(),
-                );
-                wait_for(engine, d, id, *cond, deadline).await?;
-            }
-        }
-
         let id = match current {
             Some(c) if up_to_date => {
                 if c.running() {
                     report.unchanged.push(s.name.clone());
                 } else {
-                    ui.step(&s.name, "starting");
-                    engine.start_container(&c.id).await?;
                     report.started.push(s.name.clone());
+                    to_start.insert(s.name.clone());
                 }
                 c.id
             }
@@ -591,12 +585,39 @@ pub async fn up<E: Engine>(
                     }
                     Err(e) => return Err(e.into()),
                 };
-                ui.step(&s.name, "starting");
-                engine.start_container(&id).await?;
+                to_start.insert(s.name.clone());
                 id
             }
         };
         ids.insert(s.name.clone(), id);
+    }
+
+    // 4b. Start in dependency order, each after its dependencies meet their condition.
+    let mut last_start: Option<Instant> = None;
+    for s in &plan.services {
+        if !to_start.contains(&s.name) {
+            continue;
+        }
+        for (dep, cond) in &s.spec.depends_on {
+            if let (Some(d), Some(id)) = (plan.service(dep), ids.get(dep)) {
+                ui.step(
+                    &s.name,
+                    &format!("waiting for {dep} ({cond:?})").to_lowercase(),
+                );
+                wait_for(engine, d, id, *cond, deadline).await?;
+            }
+        }
+        ui.step(&s.name, "starting");
+        engine.start_container(&ids[&s.name]).await?;
+        last_start = Some(Instant::now());
+    }
+    // A process that dies at once is still "running" for a moment after start; give the
+    // last one started a short settle time before calling anything ready.
+    if let Some(t) = last_start {
+        let settle = Duration::from_millis(SETTLE_MS);
+        if let Some(rest) = settle.checked_sub(t.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
     }
 
     // 5. Ready: running, and healthy where there is a healthcheck.
@@ -636,6 +657,7 @@ pub async fn up<E: Engine>(
             .unwrap_or_default();
         ui.done(&s.name, &format!("{what} ({}{health})", c.state));
     }
+    ports::claim(plan);
     Ok(report)
 }
 

@@ -71,9 +71,10 @@ fn first_up_creates_in_order_and_second_changes_nothing() {
         [
             "create_network demo",
             "create_volume demo_shared",
+            // Everything is created first; starts follow dependency order.
             "create_container demo-db",
-            "start_container demo-db",
             "create_container demo-web",
+            "start_container demo-db",
             "start_container demo-web",
         ]
     );

@@ -53,6 +53,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         &opts,
         &Progress::new(false),
     ))?;
+    apply::ports::release(&crate::plan::plan(&loaded.config));
     println!(
         "{project} is down: {} container{} and {} network{} removed{}; .data kept",
         r.containers.len(),

@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod config_cmd;
+mod doctor;
 mod down;
 mod engine;
 mod exec;
@@ -93,6 +94,8 @@ pub enum Command {
     Logs(logs::Args),
     /// Run a command in a service's container.
     Exec(exec::Args),
+    /// Check the machine, the engines and the project's ports; say what to fix.
+    Doctor(doctor::Args),
     /// Render the plan for other tools: json, compose or kube.
     Render(render_cmd::Args),
     /// Create a sandbox.toml from a template.
@@ -140,6 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema => schema::run(),
         Command::Render(a) => render_cmd::run(g, a),
         Command::Up(a) => up::run(g, a),
+        Command::Doctor(a) => doctor::run(g, a),
         Command::Down(a) => down::run(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Logs(a) => logs::run(g, a),

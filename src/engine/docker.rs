@@ -54,7 +54,11 @@ impl Docker {
             ),
             BError::SocketNotFoundError(_)
             | BError::IOError { .. }
-            | BError::HyperResponseError { .. } => (ErrorKind::Unreachable, e.to_string()),
+            | BError::HyperResponseError { .. }
+            | BError::HyperLegacyError { .. } => (
+                ErrorKind::Unreachable,
+                format!("cannot connect to the socket: {}", chain(&e)),
+            ),
             other => (ErrorKind::Other, other.to_string()),
         };
         EngineError {
@@ -78,6 +82,21 @@ impl Docker {
             })
             .await
     }
+}
+
+/// An error and its causes on one line (bollard's own text can be just "client error").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {

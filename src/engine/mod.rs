@@ -8,7 +8,7 @@
 pub mod docker;
 pub mod fake;
 pub mod podman;
-mod select;
+pub mod select;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -236,7 +236,10 @@ pub trait Engine {
     }
 }
 
-/// The engine devbox talks to, chosen at run time.
+/// The engine devbox talks to, chosen at run time. Its `list_*` keep only resources
+/// named the way devbox names them (`PROJECT-SERVICE`, `PROJECT`, `PROJECT_KEY`): files
+/// rendered by devbox carry its labels, and what other tools create from them must never
+/// be taken for devbox's own — least of all by `down --volumes`.
 pub enum AnyEngine {
     Podman(Box<podman::Podman>),
     Docker(docker::Docker),
@@ -272,7 +275,11 @@ impl Engine for AnyEngine {
         each!(self, e => e.build(spec, context_tar, progress).await)
     }
     async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
-        each!(self, e => e.list_networks(project).await)
+        let all = each!(self, e => e.list_networks(project).await)?;
+        Ok(all
+            .into_iter()
+            .filter(|n| named_by_devbox(project, &n.name, '_'))
+            .collect())
     }
     async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
         each!(self, e => e.create_network(spec).await)
@@ -281,7 +288,11 @@ impl Engine for AnyEngine {
         each!(self, e => e.remove_network(name).await)
     }
     async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
-        each!(self, e => e.list_volumes(project).await)
+        let all = each!(self, e => e.list_volumes(project).await)?;
+        Ok(all
+            .into_iter()
+            .filter(|v| named_by_devbox(project, &v.name, '_'))
+            .collect())
     }
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
         each!(self, e => e.create_volume(spec).await)
@@ -290,7 +301,14 @@ impl Engine for AnyEngine {
         each!(self, e => e.remove_volume(name).await)
     }
     async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
-        each!(self, e => e.list_containers(project).await)
+        let all = each!(self, e => e.list_containers(project).await)?;
+        Ok(all
+            .into_iter()
+            .filter(|c| {
+                c.service()
+                    .is_some_and(|s| c.name == format!("{project}-{s}"))
+            })
+            .collect())
     }
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
         each!(self, e => e.inspect_container(id).await)
@@ -402,5 +420,31 @@ pub fn host_cgroup_version() -> &'static str {
         "2"
     } else {
         "1"
+    }
+}
+
+/// Whether a network or volume name is one devbox gives: the project's own name, or
+/// `PROJECT<sep>KEY`.
+pub fn named_by_devbox(project: &str, name: &str, sep: char) -> bool {
+    name == project
+        || name
+            .strip_prefix(project)
+            .and_then(|rest| rest.strip_prefix(sep))
+            .is_some_and(|key| !key.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_by_devbox;
+
+    #[test]
+    fn only_devbox_names_count_as_devbox_resources() {
+        assert!(named_by_devbox("refbox", "refbox", '_'));
+        assert!(named_by_devbox("refbox", "refbox_sock", '_'));
+        // What podman-compose (project "peer") and kube play make from rendered files.
+        assert!(!named_by_devbox("refbox", "peer_sock", '_'));
+        assert!(!named_by_devbox("refbox", "refbox-sock", '_'));
+        assert!(!named_by_devbox("refbox", "refbox_", '_'));
+        assert!(!named_by_devbox("refbox", "refboxes_sock", '_'));
     }
 }

@@ -416,6 +416,30 @@ fn reference_flow(name: &'static str) {
         st.stdout
     );
 
+    // doctor reads the real binds: the port is this project's, on loopback only.
+    let doc = ok(&e, dir, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&doc.stdout).unwrap();
+    let by_name = |n: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("[{name}] no check {n:?} in {v}"))
+    };
+    let port = by_name("port 127.0.0.1:7777");
+    assert_eq!(port["status"], "pass", "[{name}] {port}");
+    assert!(
+        port["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("held by this project"),
+        "[{name}] {port}"
+    );
+    let bind = by_name("bind 127.0.0.1:7777->7777/tcp");
+    assert_eq!(bind["status"], "pass", "[{name}] {bind}");
+
     // A second up changes nothing: same containers.
     let before = containers(&e, dir);
     assert_eq!(before.len(), 2, "[{name}] {before:?}");
@@ -496,7 +520,95 @@ fn reference_flow(name: &'static str) {
         .any(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for the project lock"));
     assert!(waited, "[{name}] neither up waited for the lock");
     assert_eq!(containers(&e, dir).len(), 2, "[{name}]");
-    ok(&e, dir, &["down", "-t", "1"]);
+
+    // Named volumes go only when asked, and only with an answer; .data stays.
+    let data = snapshot(&dir.join(".data"));
+    let refused = devbox(&e, dir, &["down", "-t", "1", "--volumes"]);
+    assert_eq!(refused.code, 1, "[{name}] {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("refbox_sock") && refused.stderr.contains("hint: pass --yes"),
+        "[{name}] {}",
+        refused.stderr
+    );
+    let gone = ok(&e, dir, &["down", "-t", "1", "--volumes", "--yes"]);
+    assert!(
+        gone.stdout.contains("volumes removed: refbox_sock"),
+        "[{name}] {}",
+        gone.stdout
+    );
+    assert_eq!(
+        snapshot(&dir.join(".data")),
+        data,
+        "[{name}] down --volumes changed .data"
+    );
+}
+
+/// A build that fails and a service that dies: `up` exits 1 with the build's output or
+/// the service's last log lines.
+fn failure_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let toml = format!(
+        r#"[project]
+name = "failing-{name}"
+
+[images.broken]
+containerfile = "Broken"
+
+[services.app]
+image = "broken"
+"#
+    );
+    std::fs::write(dir.join("sandbox.toml"), &toml).unwrap();
+    std::fs::write(
+        dir.join("Broken"),
+        "FROM localhost/devbox-busybox:latest\nRUN echo the-step-that-fails && false\n",
+    )
+    .unwrap();
+    let _down = Down(&e, dir);
+    let o = devbox(&e, dir, &["up"]);
+    assert_eq!(o.code, 1, "[{name}] {}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("devbox-failing-{name}-broken"))
+            && o.stderr.contains("the-step-that-fails"),
+        "[{name}] a failed build shows its output: {}",
+        o.stderr
+    );
+
+    let toml = format!(
+        r#"[project]
+name = "failing-{name}"
+
+[services.app]
+image = "localhost/devbox-busybox:latest"
+command = ["sh", "-c", "echo about-to-fail; exit 3"]
+"#
+    );
+    std::fs::write(dir.join("sandbox.toml"), toml).unwrap();
+    let o = devbox(&e, dir, &["up", "--timeout", "30s"]);
+    assert_eq!(o.code, 1, "[{name}] {}", o.stderr);
+    assert!(
+        o.stderr.contains("error: service `app` exited with code 3")
+            && o.stderr.contains("  | about-to-fail"),
+        "[{name}] a dead service shows its last log lines: {}",
+        o.stderr
+    );
+}
+
+#[test]
+fn failures_on_rootful_podman() {
+    failure_flow("podman");
+}
+
+#[test]
+fn failures_on_rootless_podman() {
+    failure_flow("podman-rootless");
+}
+
+#[test]
+fn failures_on_docker() {
+    failure_flow("docker");
 }
 
 #[test]
@@ -529,4 +641,56 @@ fn engine_errors_name_the_engine_and_socket_and_point_to_doctor() {
         o.stderr
     );
     assert!(o.stderr.contains("hint: `devbox doctor`"), "{}", o.stderr);
+}
+
+#[test]
+fn doctor_reports_the_machine_as_it_is() {
+    let required = required();
+    // A port some other process holds.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let p = crate::util::Project::with_toml(&format!(
+        "[services.app]\nimage = \"localhost/x\"\nports = [\"{port}:80\"]\n"
+    ));
+    let o = crate::util::Devbox::new(p.path())
+        .args(["doctor", "--json"])
+        .run();
+    let v: serde_json::Value =
+        serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", o.stdout, o.stderr));
+    let v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(v["cgroup_version"], if v1 { "1" } else { "2" });
+    let checks = v["checks"].as_array().unwrap();
+    let find = |n: &str| checks.iter().find(|c| c["check"] == n).cloned();
+    let cg = find("cgroups").unwrap();
+    assert_eq!(cg["status"], if v1 { "warn" } else { "pass" }, "{cg}");
+    let ns = find("user namespaces").unwrap();
+    assert_eq!(ns["status"], "pass", "{ns}");
+    let held_check = find(&format!("port 127.0.0.1:{port}")).unwrap();
+    assert_eq!(held_check["status"], "fail", "{held_check}");
+    assert_eq!(held_check["detail"], "in use by another process");
+    assert_eq!(o.code, 1, "a failed check fails doctor");
+    drop(held);
+    if required {
+        let engines: Vec<String> = v["engines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}@{}",
+                    e["kind"].as_str().unwrap(),
+                    e["socket"].as_str().unwrap()
+                )
+            })
+            .collect();
+        for want in [
+            "podman@/run/podman/podman.sock",
+            "docker@/var/run/docker.sock",
+        ] {
+            assert!(
+                engines.iter().any(|e| e == want),
+                "{want} not in {engines:?}"
+            );
+        }
+    }
 }
