@@ -12,7 +12,9 @@ pub mod doctor;
 pub mod engine;
 pub mod fsutil;
 pub mod plan;
+pub mod probe;
 pub mod process;
 pub mod render;
+pub mod verify;
 
 pub use cli::main;

@@ -58,7 +58,7 @@ fn logs_block(logs: &[String]) -> String {
 }
 
 /// How long a just-started container must keep running before `up` trusts it.
-const SETTLE_MS: u64 = 200;
+const SETTLE_MS: u64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -347,9 +347,11 @@ pub fn image_tags(plan: &Plan) -> Result<BTreeMap<String, String>, ApplyError> {
     Ok(tags)
 }
 
-fn context_skips(plan: &Plan) -> [PathBuf; 3] {
+fn context_skips(plan: &Plan) -> [PathBuf; 4] {
     [
         plan.data.root.clone(),
+        // The data root as the file names it (`verify` runs on a copy elsewhere).
+        plan.dir.join(&plan.data.root_rel),
         plan.file.clone(),
         plan.file.with_file_name("sandbox.local.toml"),
     ]
@@ -375,6 +377,25 @@ pub fn desired(
         // Only rootless Podman maps the host user; elsewhere the service runs as its
         // `user`, and share_data_dirs has made `.data` writable for it.
         spec.userns = None;
+    }
+    if info.kind == Kind::Podman && !spec.ports.is_empty() && spec.network_mode.is_none() {
+        // Podman (CNI) forwards a published port to the container's address on every
+        // network, in Go map order; the first rule wins, and an internal network's
+        // address is unreachable from the host. Joining internal networks only after
+        // start puts their rules last.
+        let (late, now): (Vec<String>, Vec<String>) = s
+            .networks
+            .iter()
+            .cloned()
+            .partition(|k| plan.network(k).is_some_and(|n| n.internal));
+        if !now.is_empty() {
+            let name = |k: &String| {
+                plan.network(k)
+                    .map_or_else(|| k.clone(), |n| n.name.clone())
+            };
+            spec.networks = now.iter().map(name).collect();
+            spec.late_networks = late.iter().map(name).collect();
+        }
     }
     spec.labels.remove(LABEL_HASH);
     let hash = crate::plan::hash_of(&format!("{spec:?}"));
@@ -540,11 +561,13 @@ pub async fn up<E: Engine>(
     // services does not wait on earlier ones becoming healthy.
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     let mut to_start: BTreeSet<String> = BTreeSet::new();
+    let mut late: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in &plan.services {
         report
             .notes
             .extend(s.notes.iter().map(|n| format!("service `{}` {n}", s.name)));
         let spec = desired(plan, s, &info, &tags)?;
+        late.insert(s.name.clone(), spec.late_networks.clone());
         let mut found = by_service.remove(&s.name).unwrap_or_default();
         // More than one container for a service (an interrupted run): keep one.
         while found.len() > 1 {
@@ -608,7 +631,14 @@ pub async fn up<E: Engine>(
             }
         }
         ui.step(&s.name, "starting");
-        engine.start_container(&ids[&s.name]).await?;
+        let id = &ids[&s.name];
+        engine.start_container(id).await?;
+        for n in &late[&s.name] {
+            // A restarted container is on the network already, with its rules in
+            // random order again: leave and join.
+            let _ = engine.disconnect_network(id, n).await;
+            engine.connect_network(id, n, &s.name).await?;
+        }
         last_start = Some(Instant::now());
     }
     // A process that dies at once is still "running" for a moment after start; give the

@@ -209,3 +209,37 @@ fn down_removes_containers_and_networks_but_keeps_volumes() {
         "the named volume survives down"
     );
 }
+
+// Rootful Podman forwarded the port to an internal network's address about half the
+// time (its rules come in Go map order); internal networks are now joined after start.
+#[test]
+fn podman_joins_internal_networks_after_start_when_publishing() {
+    let d = tempfile::tempdir().unwrap();
+    let text = r#"
+[project]
+name = "demo"
+
+[networks.back]
+internal = true
+
+[services.api]
+image = "localhost/base:latest"
+ports = ["8080:80"]
+networks = ["back"]
+"#;
+    let plan = plan_of(d.path(), text);
+    let e = fake();
+    rt().block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(
+        e.calls(),
+        [
+            "create_network demo_back",
+            "create_network demo",
+            "create_container demo-api",
+            "start_container demo-api",
+            "disconnect_network demo-api demo_back",
+            "connect_network demo-api demo_back",
+        ]
+    );
+}

@@ -10,10 +10,13 @@ mod engine;
 mod exec;
 mod init;
 mod logs;
+mod probe_cmd;
 mod render_cmd;
+mod reset;
 mod schema;
 mod status;
 mod up;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -94,6 +97,12 @@ pub enum Command {
     Logs(logs::Args),
     /// Run a command in a service's container.
     Exec(exec::Args),
+    /// Build, start, probe and tear down under a throwaway name; report (human, JSON, JUnit).
+    Verify(verify::Args),
+    /// Run the probes against the environment `up` started.
+    Probe(probe_cmd::Args),
+    /// Remove everything the project made, .data included; lists it and asks first.
+    Reset(reset::Args),
     /// Check the machine, the engines and the project's ports; say what to fix.
     Doctor(doctor::Args),
     /// Render the plan for other tools: json, compose or kube.
@@ -144,6 +153,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(a) => render_cmd::run(g, a),
         Command::Up(a) => up::run(g, a),
         Command::Doctor(a) => doctor::run(g, a),
+        Command::Verify(a) => verify::run(g, a),
+        Command::Probe(a) => probe_cmd::run(g, a),
+        Command::Reset(a) => reset::run(g, a),
         Command::Down(a) => down::run(g, a),
         Command::Status(a) => status::run(g, a),
         Command::Logs(a) => logs::run(g, a),

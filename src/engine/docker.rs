@@ -355,6 +355,33 @@ impl Engine for Docker {
         }
     }
 
+    async fn list_images(&self, project: &str) -> Result<Vec<String>> {
+        let opts = bollard::query_parameters::ListImagesOptions {
+            filters: Some(project_filter(project)),
+            ..Default::default()
+        };
+        let list = self
+            .client()
+            .await?
+            .list_images(Some(opts))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(list.into_iter().flat_map(|i| i.repo_tags).collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        let opts = bollard::query_parameters::RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        self.client()
+            .await?
+            .remove_image(reference, Some(opts), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     async fn build(
         &self,
         spec: &BuildSpec,
@@ -599,6 +626,33 @@ impl Engine for Docker {
         self.client()
             .await?
             .remove_container(id, Some(opts))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn connect_network(&self, id: &str, network: &str, alias: &str) -> Result<()> {
+        let req = NetworkConnectRequest {
+            container: Some(id.to_owned()),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(vec![alias.to_owned()]),
+                ..Default::default()
+            }),
+        };
+        self.client()
+            .await?
+            .connect_network(network, req)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        let req = bollard::models::NetworkDisconnectRequest {
+            container: Some(id.to_owned()),
+            force: Some(true),
+        };
+        self.client()
+            .await?
+            .disconnect_network(network, req)
             .await
             .map_err(|e| self.err(e))
     }

@@ -97,6 +97,26 @@ impl Engine for Fake {
             .any(|i| i == reference))
     }
 
+    async fn list_images(&self, project: &str) -> Result<Vec<String>> {
+        let prefix = format!("localhost/devbox-{project}-");
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .images
+            .iter()
+            .filter(|i| i.starts_with(&prefix))
+            .cloned()
+            .collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.images.retain(|i| i != reference);
+        s.calls.push(format!("remove_image {reference}"));
+        Ok(())
+    }
+
     async fn build(
         &self,
         spec: &BuildSpec,
@@ -267,6 +287,18 @@ impl Engine for Fake {
             .ok_or_else(|| Self::not_found("container"))?;
         s.containers.remove(&name);
         s.calls.push(format!("remove_container {name}"));
+        Ok(())
+    }
+
+    async fn connect_network(&self, id: &str, network: &str, _alias: &str) -> Result<()> {
+        let name = self.inspect_container(id).await?.name;
+        self.record(format!("connect_network {name} {network}"));
+        Ok(())
+    }
+
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        let name = self.inspect_container(id).await?.name;
+        self.record(format!("disconnect_network {name} {network}"));
         Ok(())
     }
 

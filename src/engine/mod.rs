@@ -199,6 +199,9 @@ pub trait Engine {
     async fn info(&self) -> Result<EngineInfo>;
 
     async fn image_exists(&self, reference: &str) -> Result<bool>;
+    /// Tags of the images devbox built for the project (by label).
+    async fn list_images(&self, project: &str) -> Result<Vec<String>>;
+    async fn remove_image(&self, reference: &str) -> Result<()>;
     /// Builds from a tar of the context; `progress` gets each output line.
     async fn build(
         &self,
@@ -224,6 +227,10 @@ pub trait Engine {
     async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()>;
     /// Removes the container (forcefully, with its anonymous volumes).
     async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Joins a (running) container to a network, with `alias`.
+    async fn connect_network(&self, id: &str, network: &str, alias: &str) -> Result<()>;
+    /// Takes a container off a network.
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()>;
 
     async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream<'_>>;
     /// Runs a command in a running container and collects its output.
@@ -265,6 +272,14 @@ impl Engine for AnyEngine {
     }
     async fn image_exists(&self, reference: &str) -> Result<bool> {
         each!(self, e => e.image_exists(reference).await)
+    }
+    async fn list_images(&self, project: &str) -> Result<Vec<String>> {
+        let all = each!(self, e => e.list_images(project).await)?;
+        let prefix = format!("localhost/devbox-{project}-");
+        Ok(all.into_iter().filter(|t| t.starts_with(&prefix)).collect())
+    }
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        each!(self, e => e.remove_image(reference).await)
     }
     async fn build(
         &self,
@@ -324,6 +339,12 @@ impl Engine for AnyEngine {
     }
     async fn remove_container(&self, id: &str) -> Result<()> {
         each!(self, e => e.remove_container(id).await)
+    }
+    async fn connect_network(&self, id: &str, network: &str, alias: &str) -> Result<()> {
+        each!(self, e => e.connect_network(id, network, alias).await)
+    }
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        each!(self, e => e.disconnect_network(id, network).await)
     }
     async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream<'_>> {
         each!(self, e => e.logs(id, opts).await)

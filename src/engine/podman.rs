@@ -401,6 +401,34 @@ impl Engine for Podman {
             .map_err(|e| self.err(e))
     }
 
+    async fn list_images(&self, project: &str) -> Result<Vec<String>> {
+        let filters = json!({ "label": [format!("{LABEL_PROJECT}={project}")] }).to_string();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("filters", &filters);
+        let v: Value = self
+            .raw
+            .get_json(format!("{API}/libpod/images/json?{}", q.finish()))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|i| i["Names"].as_array().cloned().unwrap_or_default())
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("images", reference)
+            .append_pair("force", "true");
+        self.raw
+            .delete(format!("{API}/libpod/images/remove?{}", q.finish()))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     async fn build(
         &self,
         spec: &BuildSpec,
@@ -627,6 +655,32 @@ impl Engine for Podman {
             .get(id)
             .delete(&opts)
             .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn connect_network(&self, id: &str, network: &str, alias: &str) -> Result<()> {
+        let body = json!({ "container": id, "aliases": [alias] }).to_string();
+        self.raw
+            .post(
+                format!("{API}/libpod/networks/{network}/connect"),
+                Payload::Json(body),
+                Headers::none(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        let body = json!({ "Container": id }).to_string();
+        self.raw
+            .post(
+                format!("{API}/libpod/networks/{network}/disconnect"),
+                Payload::Json(body),
+                Headers::none(),
+            )
+            .await
+            .map(|_| ())
             .map_err(|e| self.err(e))
     }
 

@@ -82,6 +82,8 @@ pub struct ContainerSpec {
     pub ulimits: BTreeMap<String, UlimitPair>,
     /// Engine network names; the service name is the alias on each.
     pub networks: Vec<String>,
+    /// Networks joined only after the container has started (see `apply::desired`).
+    pub late_networks: Vec<String>,
     pub healthcheck: Option<HealthSpec>,
     pub restart: Restart,
     pub privileged: bool,
@@ -223,6 +225,7 @@ pub fn container_spec(
         pids_limit: spec.pids_limit,
         ulimits: spec.ulimits.clone(),
         networks,
+        late_networks: Vec::new(),
         healthcheck,
         restart: spec.restart,
         privileged: spec.privileged,

@@ -694,3 +694,267 @@ fn doctor_reports_the_machine_as_it_is() {
         }
     }
 }
+
+/// The engine's own CLI, as devbox's user, on the same socket.
+fn engine_cli(e: &Engine, args: &[&str]) -> std::process::Output {
+    let (program, flag, socket) = if e.name == "docker" {
+        (
+            "docker",
+            "--host",
+            e.env
+                .iter()
+                .find(|(k, _)| *k == "DOCKER_HOST")
+                .unwrap()
+                .1
+                .clone(),
+        )
+    } else if e.user.is_some() {
+        let runtime = &e
+            .env
+            .iter()
+            .find(|(k, _)| *k == "XDG_RUNTIME_DIR")
+            .unwrap()
+            .1;
+        (
+            "podman",
+            "--url",
+            format!("unix://{runtime}/podman/podman.sock"),
+        )
+    } else {
+        (
+            "podman",
+            "--url",
+            e.env
+                .iter()
+                .find(|(k, _)| *k == "CONTAINER_HOST")
+                .unwrap()
+                .1
+                .clone(),
+        )
+    };
+    let mut cmd = match &e.user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--", program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.arg(flag).arg(socket).args(args).output().unwrap()
+}
+
+fn verify_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let _lock = engine_lock();
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let junit = dir.join("report.xml");
+    let junit_s = junit.display().to_string();
+    let o = devbox(&e, dir, &["verify", "--junit", &junit_s]);
+    assert_eq!(o.code, 0, "[{name}] {}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("refbox: 6 of 6 probes passed (build "),
+        "[{name}] {}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .starts_with("✓ host reaches the server over loopback TCP ("),
+        "[{name}] {}",
+        o.stdout
+    );
+    // verify worked on a copy: the project's own .data was never made, nothing is left.
+    assert!(!dir.join(".data").exists(), "[{name}] verify touched .data");
+    assert!(containers(&e, dir).is_empty(), "[{name}]");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"6\" failures=\"0\""), "[{name}] {xml}");
+}
+
+#[test]
+fn verify_passes_on_rootful_podman() {
+    verify_flow("podman");
+}
+
+#[test]
+fn verify_passes_on_rootless_podman() {
+    verify_flow("podman-rootless");
+}
+
+#[test]
+fn verify_passes_on_docker() {
+    verify_flow("docker");
+}
+
+/// Wrong greeting, a 0644 credential, a port on 0.0.0.0, an exec that succeeds where
+/// denial was expected: exactly those probes fail, with a report and valid JUnit.
+#[test]
+fn verify_reports_exactly_the_broken_probes() {
+    let Some(e) = engine("podman") else { return };
+    let _lock = engine_lock();
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let toml = std::fs::read_to_string(dir.join("sandbox.toml")).unwrap();
+    let broken = toml
+        .replace("expect = \"pong\"", "expect = \"pang\"")
+        .replace(
+            "mode = \"0600\"\nsecret = \"hex:32\"",
+            "mode = \"0644\"\ncontent = \"not a secret\"",
+        )
+        .replace("ports = [\"7777\"]", "ports = [\"0.0.0.0:7777:7777\"]")
+        + r#"
+[[probes]]
+name = "the server cannot read its greeting"
+exec = ["cat", "/app/greeting"]
+in = "server"
+expect_exit = "denied"
+"#;
+    assert_ne!(broken, toml);
+    std::fs::write(dir.join("sandbox.toml"), &broken).unwrap();
+    let junit = dir.join("report.xml");
+    let o = devbox(
+        &e,
+        dir,
+        &["verify", "--junit", &junit.display().to_string()],
+    );
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let failed: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("✗ "))
+        .map(|l| l.rsplit_once(" (").unwrap().0)
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "host reaches the server over loopback TCP",
+            "published port is loopback-only",
+            "credential is private",
+            "the server cannot read its greeting",
+        ],
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("    expected: 127.0.0.1:7777 accepts a connection and answers \"pang\""),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("    saw:      answer \"pong\""),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("refbox: 3 of 7 probes passed"),
+        "{}",
+        o.stdout
+    );
+    // An outside XML parser accepts the JUnit file and counts the same.
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; s = E.parse(sys.argv[1]).getroot().find('testsuite'); print(s.get('tests'), s.get('failures'), len(s.findall('testcase/failure')))",
+        ])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "7 4 4",
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        containers(&e, dir).is_empty(),
+        "verify tore down after the failure"
+    );
+}
+
+fn reset_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let _lock = engine_lock();
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let _down = Down(&e, dir);
+    let _ = devbox(&e, dir, &["down", "-t", "1"]);
+    ok(&e, dir, &["up"]);
+    // A volume with a devbox-like name that devbox did not make (no labels).
+    let lookalike = "refbox_lookalike";
+    let made = engine_cli(&e, &["volume", "create", lookalike]);
+    assert!(
+        made.status.success(),
+        "[{name}] {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    // No terminal, no --yes: the list, and nothing removed.
+    let o = devbox(&e, dir, &["reset"]);
+    assert_eq!(o.code, 1, "[{name}] {}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("volume    refbox_sock (its data is lost)"),
+        "[{name}] {}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains(lookalike), "[{name}] {}", o.stderr);
+    assert_eq!(
+        containers(&e, dir).len(),
+        2,
+        "[{name}] reset without --yes removed something"
+    );
+    assert!(dir.join(".data/auth/credential").exists(), "[{name}]");
+
+    // A symlinked .data is refused before anything goes.
+    let real = dir.join("real-data");
+    std::fs::rename(dir.join(".data"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, dir.join(".data")).unwrap();
+    let o = devbox(&e, dir, &["reset", "--yes"]);
+    assert_ne!(o.code, 0, "[{name}]");
+    assert!(o.stderr.contains("is a symlink"), "[{name}] {}", o.stderr);
+    assert_eq!(
+        containers(&e, dir).len(),
+        2,
+        "[{name}] a refused reset removed something"
+    );
+    std::fs::remove_file(dir.join(".data")).unwrap();
+    std::fs::rename(&real, dir.join(".data")).unwrap();
+
+    let o = ok(&e, dir, &["reset", "--yes"]);
+    assert!(
+        o.stdout
+            .starts_with("refbox reset: 2 containers, 2 networks, 1 volumes"),
+        "[{name}] {}",
+        o.stdout
+    );
+    assert!(!dir.join(".data").exists(), "[{name}] .data survived reset");
+    assert!(containers(&e, dir).is_empty(), "[{name}]");
+    let vols = engine_cli(&e, &["volume", "ls", "--format", "{{.Name}}"]);
+    let vols = String::from_utf8_lossy(&vols.stdout);
+    assert!(
+        vols.lines().any(|v| v == lookalike),
+        "[{name}] the look-alike volume went: {vols}"
+    );
+    assert!(!vols.lines().any(|v| v == "refbox_sock"), "[{name}] {vols}");
+    engine_cli(&e, &["volume", "rm", lookalike]);
+
+    // After reset, up makes everything again, secrets included.
+    ok(&e, dir, &["up"]);
+    let cred = std::fs::metadata(dir.join(".data/auth/credential")).unwrap();
+    assert_eq!(cred.mode() & 0o7777, 0o600, "[{name}]");
+}
+
+#[test]
+fn reset_on_rootful_podman() {
+    reset_flow("podman");
+}
+
+#[test]
+fn reset_on_rootless_podman() {
+    reset_flow("podman-rootless");
+}
+
+#[test]
+fn reset_on_docker() {
+    reset_flow("docker");
+}

@@ -1,0 +1,54 @@
+//! `devbox probe`: run the probes against the environment `up` started.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::Global;
+use crate::engine::Engine;
+use crate::probe::{self, report};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(g)?;
+    let plan = crate::plan::plan(&loaded.config);
+    let conn = super::engine::connect(&loaded)?;
+    let rt = super::engine::runtime()?;
+    let outcomes = rt.block_on(async {
+        let containers = conn
+            .engine
+            .list_containers(&plan.project)
+            .await?
+            .into_iter()
+            .filter_map(|c| c.service().map(|s| (s.to_owned(), c.id.clone())))
+            .collect();
+        Ok::<_, crate::engine::EngineError>(
+            probe::run_all(&conn.engine, &plan.probes, &containers).await,
+        )
+    })?;
+    if let Some(path) = &a.junit {
+        crate::fsutil::write_atomic(
+            path,
+            report::junit(&plan.project, &outcomes).as_bytes(),
+            0o644,
+        )?;
+    }
+    if a.json {
+        println!("{}", report::json(&plan.project, &outcomes, None));
+    } else {
+        print!("{}", report::human(&plan.project, &outcomes, None));
+    }
+    Ok(if outcomes.iter().all(|o| o.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILED)
+    })
+}

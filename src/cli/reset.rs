@@ -1,0 +1,96 @@
+//! `devbox reset`: remove what the project made — containers, networks, named volumes,
+//! (with `--images`) the images devbox built, and the declared `.data` tree. Shows the
+//! list first, then asks; without a terminal only `--yes` proceeds. Touches only
+//! resources with this project's labels and devbox's names, never follows a symlink.
+
+use std::process::ExitCode;
+
+use super::Global;
+use crate::apply::{self, lock, DownOptions, Progress};
+use crate::engine::Engine;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Do not ask (required when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Also remove the images devbox built for this project.
+    #[arg(long)]
+    pub images: bool,
+}
+
+pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(g)?;
+    let plan = crate::plan::plan(&loaded.config);
+    let _lock = lock::acquire(&plan.project, &plan.dir, true, |holder| {
+        eprintln!("devbox: waiting for the project lock, held by {holder}");
+    })?;
+    // Refuses a symlinked data root, or one holding symlinks out, before anything goes.
+    let data = crate::data::wipe_list(&plan.data, &plan.dir)?;
+    let conn = super::engine::connect(&loaded)?;
+    let rt = super::engine::runtime()?;
+    let (containers, networks, volumes, images) = rt.block_on(async {
+        let e = &conn.engine;
+        Ok::<_, crate::engine::EngineError>((
+            e.list_containers(&plan.project).await?,
+            e.list_networks(&plan.project).await?,
+            e.list_volumes(&plan.project).await?,
+            if a.images {
+                e.list_images(&plan.project).await?
+            } else {
+                Vec::new()
+            },
+        ))
+    })?;
+    let mut lines = Vec::new();
+    lines.extend(containers.iter().map(|c| format!("container {}", c.name)));
+    lines.extend(networks.iter().map(|n| format!("network   {}", n.name)));
+    lines.extend(
+        volumes
+            .iter()
+            .map(|v| format!("volume    {} (its data is lost)", v.name)),
+    );
+    lines.extend(images.iter().map(|i| format!("image     {i}")));
+    let files = data.len();
+    if files > 0 {
+        lines.push(format!(
+            "data      {} ({files} entries, secrets included; made again by the next up)",
+            plan.data.root.display()
+        ));
+    }
+    if lines.is_empty() {
+        println!("{}: nothing to remove", plan.project);
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("devbox reset will remove, for project {}:", plan.project);
+    for l in &lines {
+        eprintln!("  {l}");
+    }
+    if !super::down::confirm(a.yes, "remove all of this?")? {
+        eprintln!("nothing removed");
+        return Ok(ExitCode::from(super::EXIT_FAILED));
+    }
+    rt.block_on(async {
+        let opts = DownOptions {
+            volumes: true,
+            timeout_s: 1,
+        };
+        apply::down(&conn.engine, &plan.project, &opts, &Progress::quiet()).await?;
+        for i in &images {
+            conn.engine.remove_image(i).await?;
+        }
+        Ok::<_, apply::ApplyError>(())
+    })?;
+    let wiped = crate::data::wipe(&plan.data, &plan.dir)?;
+    apply::ports::release(&plan);
+    println!(
+        "{} reset: {} containers, {} networks, {} volumes, {} images, {} data entries removed",
+        plan.project,
+        containers.len(),
+        networks.len(),
+        volumes.len(),
+        images.len(),
+        wiped.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

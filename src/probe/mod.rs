@@ -1,0 +1,582 @@
+//! Probes: the checks `verify` and `probe` run against a started environment — from the
+//! host (tcp, http, uds, file, loopback_only) and inside services (exec, log). All run in
+//! parallel; each retries until it passes or its `within` has gone, each try bounded by
+//! its `timeout`. Never creates anything.
+
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::config::model::{ExitExpectation, FileType, Matcher, Owner, Probe, ProbeKind};
+use crate::engine::{Engine, ExecSpec, LogOptions};
+
+/// What one probe found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub name: String,
+    pub kind: &'static str,
+    pub passed: bool,
+    pub duration_ms: u64,
+    pub attempts: u32,
+    /// What the probe wanted, in words.
+    pub expected: String,
+    /// What it saw on the last try.
+    pub saw: String,
+    /// For failures: the last log lines of the services involved.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub logs: BTreeMap<String, Vec<String>>,
+}
+
+impl Matcher {
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Matcher::Substring(s) => text.contains(s.as_str()),
+            Matcher::Regex(r) => regex::Regex::new(r).is_ok_and(|re| re.is_match(text)),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Matcher::Substring(s) => format!("{s:?}"),
+            Matcher::Regex(r) => format!("/{r}/"),
+        }
+    }
+}
+
+fn kind_name(k: &ProbeKind) -> &'static str {
+    match k {
+        ProbeKind::Tcp { .. } => "tcp",
+        ProbeKind::Http { .. } => "http",
+        ProbeKind::Uds { .. } => "uds",
+        ProbeKind::File { .. } => "file",
+        ProbeKind::Exec { .. } => "exec",
+        ProbeKind::Log { .. } => "log",
+        ProbeKind::LoopbackOnly { .. } => "loopback_only",
+    }
+}
+
+/// Services whose logs explain a failure of this probe.
+fn involved(p: &Probe, services: &[String]) -> Vec<String> {
+    match &p.kind {
+        ProbeKind::Exec { in_service, .. } => vec![in_service.clone()],
+        ProbeKind::Uds {
+            in_service: Some(s),
+            ..
+        } => vec![s.clone()],
+        ProbeKind::Log { service, .. } => vec![service.clone()],
+        _ if !p.after.is_empty() => p.after.clone(),
+        _ => services.to_vec(),
+    }
+}
+
+/// One try: Ok(what was seen) when it passed, Err(what was seen) when not.
+type Try = Result<String, String>;
+
+fn short(s: &str) -> String {
+    let s = s.trim_end();
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+fn expect_text(m: &Option<Matcher>) -> String {
+    m.as_ref()
+        .map_or_else(String::new, |m| format!(" and answers {}", m.describe()))
+}
+
+fn tcp_round_trip(addr: &str, send: &Option<String>, timeout: Duration) -> std::io::Result<String> {
+    let sa: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    if let Some(b) = send {
+        s.write_all(b.as_bytes())?;
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn http_once(
+    url: &str,
+    method: &str,
+    headers: &BTreeMap<String, String>,
+    body: &Option<String>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("only http:// URLs can be probed, not {url}"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:80")
+    };
+    let sa = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    // HTTP/1.0: the answer ends when the connection closes, never chunked.
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: devbox\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {}", short(&text)))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((status, body))
+}
+
+/// The host's non-loopback addresses.
+fn host_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            let Some(sa) = a.address else { continue };
+            if let Some(v4) = sa.as_sockaddr_in() {
+                out.push(IpAddr::V4(v4.ip()));
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                // Link-local addresses need a scope; skip them.
+                if v6.ip().segments()[0] & 0xffc0 != 0xfe80 {
+                    out.push(IpAddr::V6(v6.ip()));
+                }
+            }
+        }
+    }
+    out.retain(|ip| !ip.is_loopback());
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn file_try(kind: &ProbeKind) -> Try {
+    let ProbeKind::File {
+        path,
+        path_rel,
+        mode,
+        owner,
+        file_type,
+        contains,
+        json,
+    } = kind
+    else {
+        unreachable!()
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{path_rel}: {e}"))?;
+    let ft = meta.file_type();
+    let actual = if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_dir() {
+        "dir"
+    } else if ft.is_socket() {
+        "socket"
+    } else {
+        "file"
+    };
+    let mut saw = vec![format!(
+        "{actual} mode {:04o} owner {}",
+        meta.mode() & 0o7777,
+        meta.uid()
+    )];
+    if let Some(t) = file_type {
+        let want = match t {
+            FileType::File => "file",
+            FileType::Dir => "dir",
+            FileType::Socket => "socket",
+            FileType::Symlink => "symlink",
+        };
+        if want != actual {
+            return Err(saw.join(", "));
+        }
+    }
+    if let Some(m) = mode {
+        if meta.mode() & 0o7777 != *m {
+            return Err(saw.join(", "));
+        }
+    }
+    if let Some(o) = owner {
+        let want = match o {
+            Owner::Host => Some(nix::unistd::getuid().as_raw()),
+            Owner::Uid(u) => Some(*u),
+            Owner::Name(n) => nix::unistd::User::from_name(n)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw()),
+        };
+        if want != Some(meta.uid()) {
+            return Err(saw.join(", "));
+        }
+    }
+    if contains.is_some() || *json {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path_rel}: {e}"))?;
+        saw.push(format!("content {}", short(&text)));
+        if let Some(c) = contains {
+            if !text.contains(c.as_str()) {
+                return Err(saw.join(", "));
+            }
+        }
+        if *json {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                saw.push(format!("not JSON: {e}"));
+                return Err(saw.join(", "));
+            }
+        }
+    }
+    Ok(saw.join(", "))
+}
+
+fn file_expected(kind: &ProbeKind) -> String {
+    let ProbeKind::File {
+        path_rel,
+        mode,
+        owner,
+        file_type,
+        contains,
+        json,
+        ..
+    } = kind
+    else {
+        unreachable!()
+    };
+    let mut w = vec![format!("{path_rel} exists")];
+    if let Some(t) = file_type {
+        w.push(format!(
+            "is a {}",
+            serde_json::to_value(t).unwrap().as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(m) = mode {
+        w.push(format!("has mode {m:04o}"));
+    }
+    if let Some(o) = owner {
+        w.push(match o {
+            Owner::Host => "belongs to the host user".to_owned(),
+            Owner::Uid(u) => format!("belongs to uid {u}"),
+            Owner::Name(n) => format!("belongs to {n}"),
+        });
+    }
+    if let Some(c) = contains {
+        w.push(format!("contains {c:?}"));
+    }
+    if *json {
+        w.push("is valid JSON".into());
+    }
+    w.join(", ")
+}
+
+/// How a service's container is found, by name, for exec and log probes.
+pub type Containers = BTreeMap<String, String>;
+
+/// The kinds that talk to the host's network and files; run on a blocking thread.
+fn blocking_try(kind: &ProbeKind, timeout: Duration) -> (String, Try) {
+    match kind {
+        ProbeKind::Tcp {
+            address,
+            send,
+            expect,
+        } => {
+            let expected = format!("{address} accepts a connection{}", expect_text(expect));
+            let r = match tcp_round_trip(address, send, timeout) {
+                Err(e) => Err(format!("{address}: {e}")),
+                Ok(text) => match expect {
+                    Some(m) if !m.matches(&text) => Err(format!("answer {:?}", short(&text))),
+                    _ => Ok(format!("answer {:?}", short(&text))),
+                },
+            };
+            (expected, r)
+        }
+        ProbeKind::Http {
+            url,
+            method,
+            status,
+            headers,
+            body,
+            expect,
+        } => {
+            let want = status.unwrap_or(200);
+            let expected = format!("{method} {url} answers {want}{}", expect_text(expect));
+            let r = match http_once(url, method, headers, body, timeout) {
+                Err(e) => Err(e),
+                Ok((code, body)) => {
+                    let seen = format!("{code}, body {:?}", short(&body));
+                    let status_ok = if status.is_some() {
+                        code == want
+                    } else {
+                        (200..400).contains(&code)
+                    };
+                    if status_ok && expect.as_ref().is_none_or(|m| m.matches(&body)) {
+                        Ok(seen)
+                    } else {
+                        Err(seen)
+                    }
+                }
+            };
+            (expected, r)
+        }
+        ProbeKind::Uds {
+            path,
+            in_service,
+            send,
+            expect,
+        } => {
+            let expected = format!("{path} accepts a connection{}", expect_text(expect));
+            if let Some(s) = in_service {
+                return (
+                    expected,
+                    Err(format!(
+                        "uds probes inside a service (`in = \"{s}\"`) are not supported yet; probe the socket through a bind mount on the host"
+                    )),
+                );
+            }
+            let r = (|| -> Result<String, String> {
+                let mut s = std::os::unix::net::UnixStream::connect(path)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                let _ = s.set_read_timeout(Some(timeout));
+                if let Some(b) = send {
+                    s.write_all(b.as_bytes()).map_err(|e| e.to_string())?;
+                }
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                match expect {
+                    Some(m) if !m.matches(&text) => Err(format!("answer {:?}", short(&text))),
+                    _ => Ok(format!("answer {:?}", short(&text))),
+                }
+            })();
+            (expected, r)
+        }
+        ProbeKind::File { .. } => (file_expected(kind), file_try(kind)),
+        ProbeKind::LoopbackOnly { port } => {
+            let expected = format!(
+                "port {port} answers on 127.0.0.1 and is refused on every other host address"
+            );
+            let lo = SocketAddr::from(([127, 0, 0, 1], *port));
+            if let Err(e) = TcpStream::connect_timeout(&lo, timeout) {
+                return (expected, Err(format!("127.0.0.1:{port}: {e}")));
+            }
+            let open: Vec<String> = host_addresses()
+                .into_iter()
+                .filter(|ip| {
+                    TcpStream::connect_timeout(&SocketAddr::new(*ip, *port), timeout).is_ok()
+                })
+                .map(|ip| ip.to_string())
+                .collect();
+            let r = if open.is_empty() {
+                Ok(format!("127.0.0.1:{port} answers; no other address does"))
+            } else {
+                Err(format!("also answers on {}", open.join(", ")))
+            };
+            (expected, r)
+        }
+        _ => unreachable!("engine kinds run in one_try"),
+    }
+}
+
+async fn one_try<E: Engine>(engine: &E, containers: &Containers, p: &Probe) -> (String, Try) {
+    let timeout = Duration::from_millis(p.timeout_ms.max(100));
+    match &p.kind {
+        ProbeKind::Exec {
+            argv,
+            in_service,
+            user,
+            expect_exit,
+            expect,
+            expect_stderr,
+        } => {
+            let want = match expect_exit {
+                ExitExpectation::Code(c) => format!("exit {c}"),
+                ExitExpectation::Zero => "exit 0".to_owned(),
+                ExitExpectation::Nonzero => "a non-zero exit".to_owned(),
+                ExitExpectation::Denied => "permission denied".to_owned(),
+            };
+            let expected = format!(
+                "`{}` in {in_service}{} gives {want}{}{}",
+                argv.join(" "),
+                user.as_ref()
+                    .map(|u| format!(" as {u}"))
+                    .unwrap_or_default(),
+                expect
+                    .as_ref()
+                    .map(|m| format!(", stdout {}", m.describe()))
+                    .unwrap_or_default(),
+                expect_stderr
+                    .as_ref()
+                    .map(|m| format!(", stderr {}", m.describe()))
+                    .unwrap_or_default(),
+            );
+            let Some(id) = containers.get(in_service) else {
+                return (
+                    expected,
+                    Err(format!("service `{in_service}` has no container")),
+                );
+            };
+            let spec = ExecSpec {
+                argv: argv.clone(),
+                user: user.clone(),
+                ..ExecSpec::default()
+            };
+            let r = match tokio::time::timeout(timeout, engine.exec(id, &spec)).await {
+                Err(_) => Err(format!("no answer within {}ms", timeout.as_millis())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(out)) => {
+                    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                    let seen = format!(
+                        "exit {}, stdout {:?}, stderr {:?}",
+                        out.exit_code,
+                        short(&stdout),
+                        short(&stderr)
+                    );
+                    let code_ok = match expect_exit {
+                        ExitExpectation::Code(c) => out.exit_code == i64::from(*c),
+                        ExitExpectation::Zero => out.exit_code == 0,
+                        ExitExpectation::Nonzero => out.exit_code != 0,
+                        ExitExpectation::Denied => {
+                            out.exit_code != 0
+                                && (stderr.contains("Permission denied")
+                                    || stderr.contains("Operation not permitted")
+                                    || out.exit_code == 126)
+                        }
+                    };
+                    let ok = code_ok
+                        && expect.as_ref().is_none_or(|m| m.matches(&stdout))
+                        && expect_stderr.as_ref().is_none_or(|m| m.matches(&stderr));
+                    if ok {
+                        Ok(seen)
+                    } else {
+                        Err(seen)
+                    }
+                }
+            };
+            (expected, r)
+        }
+        ProbeKind::Log { service, expect } => {
+            let expected = format!("the log of {service} contains {}", expect.describe());
+            let Some(id) = containers.get(service) else {
+                return (
+                    expected,
+                    Err(format!("service `{service}` has no container")),
+                );
+            };
+            let r = match engine.logs(id, &LogOptions::default()).await {
+                Err(e) => Err(e.to_string()),
+                Ok(mut s) => {
+                    let mut lines = Vec::new();
+                    while let Some(Ok(l)) = s.next().await {
+                        lines.push(l.text);
+                    }
+                    let text = lines.join("\n");
+                    if expect.matches(&text) {
+                        Ok(format!("{} log lines, a match", lines.len()))
+                    } else {
+                        Err(format!(
+                            "{} log lines, last: {:?}",
+                            lines.len(),
+                            short(lines.last().map_or("", String::as_str))
+                        ))
+                    }
+                }
+            };
+            (expected, r)
+        }
+        kind => {
+            let kind = kind.clone();
+            tokio::task::spawn_blocking(move || blocking_try(&kind, timeout))
+                .await
+                .unwrap_or_else(|e| (String::new(), Err(format!("probe thread: {e}"))))
+        }
+    }
+}
+
+async fn run_one<E: Engine>(
+    engine: &E,
+    containers: &Containers,
+    p: &Probe,
+    services: &[String],
+) -> Outcome {
+    let start = Instant::now();
+    let within = Duration::from_millis(p.within_ms);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (expected, r) = one_try(engine, containers, p).await;
+        let done = r.is_ok() || start.elapsed() >= within;
+        if done {
+            let passed = r.is_ok();
+            let mut logs = BTreeMap::new();
+            if !passed {
+                for s in involved(p, services) {
+                    if let Some(id) = containers.get(&s) {
+                        logs.insert(s.clone(), crate::apply::last_logs(engine, id, 10).await);
+                    }
+                }
+            }
+            return Outcome {
+                name: p.name.clone(),
+                kind: kind_name(&p.kind),
+                passed,
+                duration_ms: start.elapsed().as_millis() as u64,
+                attempts,
+                expected,
+                saw: match r {
+                    Ok(s) | Err(s) => s,
+                },
+                logs,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs every probe, all at once, and returns their outcomes in file order.
+pub async fn run_all<E: Engine>(
+    engine: &E,
+    probes: &[Probe],
+    containers: &Containers,
+) -> Vec<Outcome> {
+    let services: Vec<String> = containers.keys().cloned().collect();
+    let services = &services;
+    futures_util::future::join_all(
+        probes
+            .iter()
+            .map(|p| async move { run_one(engine, containers, p, services).await }),
+    )
+    .await
+}
