@@ -11,7 +11,7 @@ use crate::engine::{Engine, LogLine, LogOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep printing new output (`-f` is --file, as everywhere in devbox).
+    /// Keep printing new output (`-f` after `logs`, as in docker compose).
     #[arg(long)]
     pub follow: bool,
     /// Only output newer than this: a duration (`10m`) or Unix seconds.

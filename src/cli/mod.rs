@@ -120,7 +120,7 @@ pub enum Command {
 
 /// Runs devbox and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(logs_follow_short(std::env::args_os().collect()));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -141,6 +141,31 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// `devbox logs -f` follows, as in `docker compose logs -f`; everywhere else `-f` is
+/// `--file` (after `logs`, give the file as `--file`, or `-f` before the subcommand).
+pub fn logs_follow_short(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    // Skip global options (and the values of those that take one) to the subcommand.
+    while i < args.len() {
+        match args[i].to_str() {
+            Some("-f" | "--file" | "-p" | "--project-name" | "--engine") => i += 2,
+            Some(a) if a.starts_with('-') => i += 1,
+            _ => break,
+        }
+    }
+    if args.get(i).and_then(|a| a.to_str()) == Some("logs") {
+        for a in args.iter_mut().skip(i + 1) {
+            if a.to_str() == Some("--") {
+                break;
+            }
+            if a.to_str() == Some("-f") {
+                *a = "--follow".into();
+            }
+        }
+    }
+    args
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -191,4 +216,32 @@ pub fn load(g: &Global) -> anyhow::Result<Loaded> {
         let _ = writeln!(err, "{w}");
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logs_follow_short;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        logs_follow_short(args.iter().map(Into::into).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn dash_f_after_logs_follows_and_elsewhere_names_the_file() {
+        assert_eq!(
+            rewrite(&["devbox", "-f", "x.toml", "logs", "-f", "web"]),
+            ["devbox", "-f", "x.toml", "logs", "--follow", "web"]
+        );
+        assert_eq!(
+            rewrite(&["devbox", "up", "-f", "x.toml"]),
+            ["devbox", "up", "-f", "x.toml"]
+        );
+        assert_eq!(
+            rewrite(&["devbox", "--engine", "podman", "logs", "--file", "x.toml", "-f"]),
+            ["devbox", "--engine", "podman", "logs", "--file", "x.toml", "--follow"]
+        );
+    }
 }

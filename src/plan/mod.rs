@@ -224,9 +224,8 @@ pub fn plan(config: &Config) -> Plan {
     }
     if need_default && !config.networks.contains_key(DEFAULT_NETWORK) {
         let mut n = network_plan(&project, DEFAULT_NETWORK, false, &BTreeMap::new());
-        // Named like the project itself, so it sorts before every `PROJECT_KEY`
-        // network: Podman publishes ports through a container's networks in name order,
-        // and through an internal network (no host route) they would reach nothing.
+        // Named like the project itself (`PROJECT`), as devbox names a project's own
+        // network; declared networks are `PROJECT_KEY`.
         n.name = project.clone();
         networks.push(n);
         networks.sort_by(|a, b| a.key.cmp(&b.key));

@@ -310,6 +310,24 @@ fn reference_flow(name: &'static str) {
         "[{name}] {}",
         logs.stdout
     );
+    // -f follows: the line arrives and the command keeps running.
+    let mut follow = devbox_cmd(&e, dir, &["logs", "-f", "client"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follow.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "client | sock_ok\n", "[{name}]");
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "[{name}] logs -f exited"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
 
     // .data written by the container is the host user's (rootless, keep-id) or the
     // service's (rootful engines, made so by devbox).
@@ -957,4 +975,90 @@ fn reset_on_rootless_podman() {
 #[test]
 fn reset_on_docker() {
     reset_flow("docker");
+}
+
+/// The multi-tenant boundary: `agent` cannot read `core`'s 0700 directory — a probe
+/// that passes as built and fails once the mode is loosened.
+fn two_user_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let containerfile = |dir_mode: &str, key_mode: &str| {
+        format!(
+            "FROM localhost/devbox-busybox:latest\n\
+             RUN mkdir -p /etc /opt/core \
+             && printf 'root:x:0:0::/root:/bin/sh\\ncore:x:2001:2001::/:/bin/sh\\nagent:x:2002:2002::/:/bin/sh\\n' > /etc/passwd \
+             && printf 'root:x:0:\\ncore:x:2001:\\nagent:x:2002:\\n' > /etc/group \
+             && echo secret > /opt/core/key && chown -R 2001:2001 /opt/core \
+             && chmod {dir_mode} /opt/core && chmod {key_mode} /opt/core/key\n"
+        )
+    };
+    std::fs::write(dir.join("Containerfile"), containerfile("0700", "0600")).unwrap();
+    std::fs::write(
+        dir.join("sandbox.toml"),
+        format!(
+            r#"[project]
+name = "tenant-{name}"
+
+[images.tenant]
+containerfile = "Containerfile"
+
+[services.tenant]
+image = "tenant"
+command = ["sleep", "100000"]
+user = "2001:2001"
+
+[[probes]]
+name = "agent cannot read /opt/core"
+exec = ["cat", "/opt/core/key"]
+in = "tenant"
+user = "agent"
+expect_exit = "denied"
+within = "2s"
+
+[[probes]]
+name = "core can"
+exec = ["cat", "/opt/core/key"]
+in = "tenant"
+expect = "secret"
+"#
+        ),
+    )
+    .unwrap();
+    let o = devbox(&e, dir, &["verify"]);
+    assert_eq!(o.code, 0, "[{name}] {}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("✓ agent cannot read /opt/core"),
+        "[{name}] {}",
+        o.stdout
+    );
+
+    std::fs::write(dir.join("Containerfile"), containerfile("0755", "0644")).unwrap();
+    let o = devbox(&e, dir, &["verify"]);
+    assert_eq!(o.code, 1, "[{name}] {}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("✗ agent cannot read /opt/core"),
+        "[{name}] {}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("saw:      exit 0, stdout \"secret\""),
+        "[{name}] {}",
+        o.stdout
+    );
+}
+
+#[test]
+fn two_users_on_rootful_podman() {
+    two_user_flow("podman");
+}
+
+#[test]
+fn two_users_on_rootless_podman() {
+    two_user_flow("podman-rootless");
+}
+
+#[test]
+fn two_users_on_docker() {
+    two_user_flow("docker");
 }
