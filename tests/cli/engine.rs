@@ -805,9 +805,8 @@ fn verify_passes_on_docker() {
 
 /// Wrong greeting, a 0644 credential, a port on 0.0.0.0, an exec that succeeds where
 /// denial was expected: exactly those probes fail, with a report and valid JUnit.
-#[test]
-fn verify_reports_exactly_the_broken_probes() {
-    let Some(e) = engine("podman") else { return };
+fn broken_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
     let _lock = engine_lock();
     let project = reference_copy(&e);
     let dir = project.path.as_path();
@@ -887,6 +886,21 @@ expect_exit = "denied"
         containers(&e, dir).is_empty(),
         "verify tore down after the failure"
     );
+}
+
+#[test]
+fn verify_reports_exactly_the_broken_probes_on_rootful_podman() {
+    broken_flow("podman");
+}
+
+#[test]
+fn verify_reports_exactly_the_broken_probes_on_rootless_podman() {
+    broken_flow("podman-rootless");
+}
+
+#[test]
+fn verify_reports_exactly_the_broken_probes_on_docker() {
+    broken_flow("docker");
 }
 
 fn reset_flow(name: &'static str) {
