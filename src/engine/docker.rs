@@ -84,6 +84,11 @@ impl Docker {
     }
 }
 
+/// bollard takes HashMaps; devbox keeps BTreeMaps for stable output.
+fn hash_map(m: &std::collections::BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// An error and its causes on one line (bollard's own text can be just "client error").
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -238,12 +243,7 @@ pub fn create_body(s: &ContainerSpec) -> ContainerCreateBody {
         pid_mode: s.pid.clone(),
         ipc_mode: s.ipc.clone(),
         devices: Some(devices),
-        sysctls: (!s.sysctls.is_empty()).then(|| {
-            s.sysctls
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }),
+        sysctls: (!s.sysctls.is_empty()).then(|| hash_map(&s.sysctls)),
         extra_hosts: Some(s.extra_hosts.clone()),
         userns_mode: match s.userns {
             Some(Userns::Host) => Some("host".into()),
@@ -258,12 +258,7 @@ pub fn create_body(s: &ContainerSpec) -> ContainerCreateBody {
         env: Some(s.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         user: Some(s.user.clone()),
         working_dir: s.workdir.clone(),
-        labels: Some(
-            s.labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
+        labels: Some(hash_map(&s.labels)),
         exposed_ports: Some(exposed),
         healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
             test: Some(h.test.clone()),
@@ -394,18 +389,8 @@ impl Engine for Docker {
             t: Some(spec.tag.clone()),
             rm: true,
             forcerm: true,
-            buildargs: Some(
-                spec.args
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            labels: Some(
-                spec.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            buildargs: Some(hash_map(&spec.args)),
+            labels: Some(hash_map(&spec.labels)),
             target: spec.target.clone().unwrap_or_default(),
             ..Default::default()
         };
@@ -456,12 +441,7 @@ impl Engine for Docker {
         let req = NetworkCreateRequest {
             name: spec.name.clone(),
             internal: Some(spec.internal),
-            labels: Some(
-                spec.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            labels: Some(hash_map(&spec.labels)),
             ..Default::default()
         };
         self.client()
@@ -504,12 +484,7 @@ impl Engine for Docker {
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
         let req = VolumeCreateOptions {
             name: Some(spec.name.clone()),
-            labels: Some(
-                spec.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            labels: Some(hash_map(&spec.labels)),
             ..Default::default()
         };
         self.client()
@@ -541,18 +516,7 @@ impl Engine for Docker {
             .await
             .map_err(|e| self.err(e))?;
         let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
-        let found =
-            futures_util::future::join_all(ids.iter().map(|id| self.inspect_container(id))).await;
-        let mut out = Vec::new();
-        for r in found {
-            match r {
-                Ok(c) => out.push(c),
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        super::inspect_all(self, &ids).await
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {

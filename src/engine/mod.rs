@@ -444,6 +444,23 @@ pub fn host_cgroup_version() -> &'static str {
     }
 }
 
+/// Inspects containers concurrently, sorted by name; one removed in the meantime is
+/// skipped.
+pub async fn inspect_all<E: Engine>(engine: &E, ids: &[String]) -> Result<Vec<ContainerInfo>> {
+    let found =
+        futures_util::future::join_all(ids.iter().map(|id| engine.inspect_container(id))).await;
+    let mut out = Vec::new();
+    for r in found {
+        match r {
+            Ok(c) => out.push(c),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Whether a network or volume name is one devbox gives: the project's own name, or
 /// `PROJECT<sep>KEY`.
 pub fn named_by_devbox(project: &str, name: &str, sep: char) -> bool {

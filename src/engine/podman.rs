@@ -582,19 +582,7 @@ impl Engine for Podman {
             .await
             .map_err(|e| self.err(e))?;
         let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
-        let found =
-            futures_util::future::join_all(ids.iter().map(|id| self.inspect_container(id))).await;
-        let mut out = Vec::new();
-        for r in found {
-            match r {
-                Ok(c) => out.push(c),
-                // Removed between list and inspect.
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        super::inspect_all(self, &ids).await
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
