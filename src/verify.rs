@@ -70,7 +70,8 @@ pub async fn verify<E: Engine>(
     ui: &Progress,
 ) -> Result<Verified, (apply::ApplyError, Option<Timings>)> {
     let c = throwaway(config, scratch);
-    let plan = crate::plan::plan(&c);
+    let mut plan = crate::plan::plan(&c);
+    plan.image_project = config.project.name.clone();
     let mut timings = Timings::default();
     let result = async {
         let t = Instant::now();
@@ -102,9 +103,10 @@ pub async fn verify<E: Engine>(
     let kept = keep && failed;
     if !kept {
         let t = Instant::now();
+        // Throwaway containers: no grace period.
         let down = DownOptions {
             volumes: true,
-            timeout_s: 1,
+            timeout_s: 0,
         };
         let torn = apply::down(engine, &plan.project, &down, &Progress::quiet()).await;
         let _ = std::fs::remove_dir_all(scratch);

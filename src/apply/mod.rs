@@ -210,7 +210,7 @@ pub async fn build_images<E: Engine>(
     let skip = context_skips(plan);
     for image in &plan.images {
         let key = format!("image {}", image.key);
-        let ctx = context::prepare(&plan.project, image, &skip)?;
+        let ctx = context::prepare(&plan.image_project, image, &skip)?;
         if !force && engine.image_exists(&ctx.tag).await? {
             tags.insert(image.key.clone(), ctx.tag);
             continue;
@@ -341,7 +341,7 @@ pub fn image_tags(plan: &Plan) -> Result<BTreeMap<String, String>, ApplyError> {
     for image in &plan.images {
         tags.insert(
             image.key.clone(),
-            context::prepare(&plan.project, image, &skip)?.tag,
+            context::prepare(&plan.image_project, image, &skip)?.tag,
         );
     }
     Ok(tags)

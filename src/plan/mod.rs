@@ -23,6 +23,10 @@ pub const DEFAULT_NETWORK: &str = "default";
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Plan {
     pub project: String,
+    /// The project name built images are tagged under (`verify` runs under a throwaway
+    /// name but reuses the project's images).
+    #[serde(skip)]
+    pub image_project: String,
     pub dir: PathBuf,
     pub file: PathBuf,
     pub engine: EngineChoice,
@@ -232,6 +236,7 @@ pub fn plan(config: &Config) -> Plan {
     }
 
     Plan {
+        image_project: project.clone(),
         project,
         dir: config.dir.clone(),
         file: config.file.clone(),
