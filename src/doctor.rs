@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -37,50 +37,10 @@ fn check(name: &str, status: Status, detail: String, fix: Option<&str>) -> Check
     }
 }
 
-/// Every socket devbox would consider, with the engine behind it.
-fn candidate_sockets() -> Vec<(Kind, PathBuf, String)> {
-    let mut c = Vec::new();
-    let unix = |v: &str| {
-        std::env::var(v)
-            .ok()
-            .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
-    };
-    if let Some(p) = unix("CONTAINER_HOST") {
-        c.push((Kind::Podman, p, "CONTAINER_HOST".to_owned()));
-    }
-    if let Some(p) = unix("DOCKER_HOST") {
-        c.push((Kind::Docker, p, "DOCKER_HOST".to_owned()));
-    }
-    let uid = nix::unistd::getuid();
-    if !uid.is_root() {
-        let dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(format!("/run/user/{uid}")));
-        c.push((
-            Kind::Podman,
-            dir.join("podman/podman.sock"),
-            "rootless Podman".to_owned(),
-        ));
-    }
-    c.push((
-        Kind::Podman,
-        PathBuf::from("/run/podman/podman.sock"),
-        "rootful Podman".to_owned(),
-    ));
-    c.push((
-        Kind::Docker,
-        PathBuf::from("/var/run/docker.sock"),
-        "Docker".to_owned(),
-    ));
-    let mut seen = std::collections::BTreeSet::new();
-    c.retain(|(_, p, _)| seen.insert(p.clone()));
-    c
-}
-
 /// The engines: which sockets answer, with version and rootless or not.
 pub async fn engines(out: &mut Vec<Check>) -> Vec<(engine::Endpoint, EngineInfo)> {
     let mut found = Vec::new();
-    for (kind, socket, what) in candidate_sockets() {
+    for (kind, socket, what) in engine::select::candidates() {
         let name = format!("engine: {what}");
         if !socket.exists() {
             out.push(check(
@@ -88,7 +48,7 @@ pub async fn engines(out: &mut Vec<Check>) -> Vec<(engine::Endpoint, EngineInfo)
                 Status::Warn,
                 format!("no socket at {}", socket.display()),
                 Some(match kind {
-                    Kind::Podman if what == "rootless Podman" => {
+                    Kind::Podman if what.contains("rootless") => {
                         "systemctl --user enable --now podman.socket (devbox also starts `podman system service` itself when needed)"
                     }
                     Kind::Podman => "systemctl enable --now podman.socket",

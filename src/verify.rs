@@ -75,23 +75,12 @@ pub async fn verify<E: Engine>(
     let mut timings = Timings::default();
     let result = async {
         let t = Instant::now();
-        let mut built = Vec::new();
-        apply::build_images(engine, &plan, opts.build, ui, &mut built).await?;
-        timings.build_ms = t.elapsed().as_millis() as u64;
+        let report = apply::up(engine, &plan, opts, ui).await?;
+        let total = t.elapsed().as_millis() as u64;
+        timings.build_ms = report.build_ms;
+        timings.up_ms = total.saturating_sub(report.build_ms);
         let t = Instant::now();
-        let up_opts = UpOptions {
-            build: false,
-            ..opts.clone()
-        };
-        apply::up(engine, &plan, &up_opts, ui).await?;
-        timings.up_ms = t.elapsed().as_millis() as u64;
-        let t = Instant::now();
-        let containers = engine
-            .list_containers(&plan.project)
-            .await?
-            .into_iter()
-            .filter_map(|c| c.service().map(|s| (s.to_owned(), c.id.clone())))
-            .collect();
+        let containers = probe::containers(engine, &plan.project).await?;
         let outcomes = probe::run_all(engine, &plan.probes, &containers).await;
         timings.probes_ms = t.elapsed().as_millis() as u64;
         Ok::<_, apply::ApplyError>(outcomes)

@@ -83,6 +83,8 @@ impl Default for UpOptions {
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UpReport {
     pub built: Vec<String>,
+    /// Time spent preparing contexts and building images.
+    pub build_ms: u64,
     pub created: Vec<String>,
     pub recreated: Vec<String>,
     pub started: Vec<String>,
@@ -448,7 +450,9 @@ pub async fn up<E: Engine>(
     }
 
     // 2. Images.
+    let t = Instant::now();
     let tags = build_images(engine, plan, opts.build, ui, &mut report.built).await?;
+    report.build_ms = t.elapsed().as_millis() as u64;
 
     // 3. Networks and volumes.
     let have_nets: BTreeMap<String, engine::ResourceInfo> = engine

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use super::Global;
-use crate::apply::{self, lock, DownOptions, Progress};
+use crate::apply::{self, DownOptions, Progress};
 use crate::engine::Engine;
 
 #[derive(Debug, clap::Args)]
@@ -24,9 +24,7 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let project = loaded.config.project.name.clone();
-    let _lock = lock::acquire(&project, &loaded.config.dir, true, |holder| {
-        eprintln!("devbox: waiting for the project lock, held by {holder}");
-    })?;
+    let _lock = super::lock_project(&project, &loaded.config.dir, true)?;
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
     let mut volumes = false;

@@ -202,6 +202,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Takes the project lock, saying once who holds it while waiting (or failing at once
+/// when `wait` is false).
+pub fn lock_project(
+    project: &str,
+    dir: &std::path::Path,
+    wait: bool,
+) -> anyhow::Result<crate::apply::lock::ProjectLock> {
+    Ok(crate::apply::lock::acquire(project, dir, wait, |holder| {
+        eprintln!("devbox: waiting for the project lock, held by {holder}");
+    })?)
+}
+
 /// Loads the configuration the global flags point at, printing warnings.
 pub fn load(g: &Global) -> anyhow::Result<Loaded> {
     let opts = LoadOptions {

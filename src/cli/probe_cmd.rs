@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::Global;
-use crate::engine::Engine;
 use crate::probe::{self, report};
 
 #[derive(Debug, clap::Args)]
@@ -23,13 +22,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
     let outcomes = rt.block_on(async {
-        let containers = conn
-            .engine
-            .list_containers(&plan.project)
-            .await?
-            .into_iter()
-            .filter_map(|c| c.service().map(|s| (s.to_owned(), c.id.clone())))
-            .collect();
+        let containers = probe::containers(&conn.engine, &plan.project).await?;
         Ok::<_, crate::engine::EngineError>(
             probe::run_all(&conn.engine, &plan.probes, &containers).await,
         )

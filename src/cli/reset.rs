@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use super::Global;
-use crate::apply::{self, lock, DownOptions, Progress};
+use crate::apply::{self, DownOptions, Progress};
 use crate::engine::Engine;
 
 #[derive(Debug, clap::Args)]
@@ -22,9 +22,7 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
-    let _lock = lock::acquire(&plan.project, &plan.dir, true, |holder| {
-        eprintln!("devbox: waiting for the project lock, held by {holder}");
-    })?;
+    let _lock = super::lock_project(&plan.project, &plan.dir, true)?;
     // Refuses a symlinked data root, or one holding symlinks out, before anything goes.
     let data = crate::data::wipe_list(&plan.data, &plan.dir)?;
     let conn = super::engine::connect(&loaded)?;

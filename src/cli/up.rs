@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::Global;
-use crate::apply::{self, lock, Progress, UpOptions};
+use crate::apply::{self, Progress, UpOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,9 +32,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
-    let _lock = lock::acquire(&plan.project, &plan.dir, !a.no_wait, |holder| {
-        eprintln!("devbox: waiting for the project lock, held by {holder}");
-    })?;
+    let _lock = super::lock_project(&plan.project, &plan.dir, !a.no_wait)?;
     let conn = super::engine::connect(&loaded)?;
     let ui = Progress::new(a.verbose);
     let opts = UpOptions {

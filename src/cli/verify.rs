@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::Global;
-use crate::apply::{lock, Progress, UpOptions};
+use crate::apply::{Progress, UpOptions};
 use crate::probe::report;
 
 #[derive(Debug, clap::Args)]
@@ -34,9 +34,7 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let config = &loaded.config;
-    let _lock = lock::acquire(&config.project.name, &config.dir, true, |holder| {
-        eprintln!("devbox: waiting for the project lock, held by {holder}");
-    })?;
+    let _lock = super::lock_project(&config.project.name, &config.dir, true)?;
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
         Ok(ExitCode::from(super::EXIT_CONFIG))

@@ -72,6 +72,44 @@ fn of_project(labels: &BTreeMap<String, String>, project: &str) -> bool {
     labels.get(LABEL_PROJECT).map(String::as_str) == Some(project)
 }
 
+fn add(
+    resources: &mut BTreeMap<String, ResourceInfo>,
+    calls: &mut Vec<String>,
+    call: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) {
+    resources.insert(
+        name.to_owned(),
+        ResourceInfo {
+            name: name.to_owned(),
+            labels: labels.clone(),
+        },
+    );
+    calls.push(format!("{call} {name}"));
+}
+
+fn drop_one(
+    resources: &mut BTreeMap<String, ResourceInfo>,
+    calls: &mut Vec<String>,
+    kind: &str,
+    name: &str,
+) -> Result<()> {
+    resources
+        .remove(name)
+        .ok_or_else(|| Fake::not_found(kind))?;
+    calls.push(format!("remove_{kind} {name}"));
+    Ok(())
+}
+
+fn list(resources: &BTreeMap<String, ResourceInfo>, project: &str) -> Vec<ResourceInfo> {
+    resources
+        .values()
+        .filter(|r| of_project(&r.labels, project))
+        .cloned()
+        .collect()
+}
+
 impl Engine for Fake {
     fn kind(&self) -> Kind {
         Kind::Podman
@@ -131,65 +169,49 @@ impl Engine for Fake {
     }
 
     async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
-        let s = self.state.lock().unwrap();
-        Ok(s.networks
-            .values()
-            .filter(|n| of_project(&n.labels, project))
-            .cloned()
-            .collect())
+        Ok(list(&self.state.lock().unwrap().networks, project))
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
         let mut s = self.state.lock().unwrap();
-        s.networks.insert(
-            spec.name.clone(),
-            ResourceInfo {
-                name: spec.name.clone(),
-                labels: spec.labels.clone(),
-            },
+        let s = &mut *s;
+        add(
+            &mut s.networks,
+            &mut s.calls,
+            "create_network",
+            &spec.name,
+            &spec.labels,
         );
-        s.calls.push(format!("create_network {}", spec.name));
         Ok(())
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
         let mut s = self.state.lock().unwrap();
-        s.networks
-            .remove(name)
-            .ok_or_else(|| Self::not_found("network"))?;
-        s.calls.push(format!("remove_network {name}"));
-        Ok(())
+        let s = &mut *s;
+        drop_one(&mut s.networks, &mut s.calls, "network", name)
     }
 
     async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
-        let s = self.state.lock().unwrap();
-        Ok(s.volumes
-            .values()
-            .filter(|n| of_project(&n.labels, project))
-            .cloned()
-            .collect())
+        Ok(list(&self.state.lock().unwrap().volumes, project))
     }
 
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
         let mut s = self.state.lock().unwrap();
-        s.volumes.insert(
-            spec.name.clone(),
-            ResourceInfo {
-                name: spec.name.clone(),
-                labels: spec.labels.clone(),
-            },
+        let s = &mut *s;
+        add(
+            &mut s.volumes,
+            &mut s.calls,
+            "create_volume",
+            &spec.name,
+            &spec.labels,
         );
-        s.calls.push(format!("create_volume {}", spec.name));
         Ok(())
     }
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
         let mut s = self.state.lock().unwrap();
-        s.volumes
-            .remove(name)
-            .ok_or_else(|| Self::not_found("volume"))?;
-        s.calls.push(format!("remove_volume {name}"));
-        Ok(())
+        let s = &mut *s;
+        drop_one(&mut s.volumes, &mut s.calls, "volume", name)
     }
 
     async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {

@@ -87,6 +87,21 @@ fn podman_candidates() -> Vec<(PathBuf, String)> {
     c
 }
 
+/// Every socket devbox considers, in the order `auto` tries them, each once.
+pub fn candidates() -> Vec<(Kind, PathBuf, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    podman_candidates()
+        .into_iter()
+        .map(|(p, r)| (Kind::Podman, p, r))
+        .chain(
+            docker_candidates()
+                .into_iter()
+                .map(|(p, r)| (Kind::Docker, p, r)),
+        )
+        .filter(|(_, p, _)| seen.insert(p.clone()))
+        .collect()
+}
+
 fn docker_candidates() -> Vec<(PathBuf, String)> {
     let mut c = Vec::new();
     if let Some(p) = std::env::var("DOCKER_HOST")
@@ -160,16 +175,11 @@ pub fn discover(choice: EngineChoice) -> Result<Selection, EngineError> {
                 }
             }
             let mut tried = Vec::new();
-            for (kind, c) in [
-                (Kind::Podman, podman_candidates()),
-                (Kind::Docker, docker_candidates()),
-            ] {
-                for cand in c {
-                    if listening(&cand.0) {
-                        return Ok(ready(kind, cand));
-                    }
-                    tried.push(cand);
+            for (kind, socket, reason) in candidates() {
+                if listening(&socket) {
+                    return Ok(ready(kind, (socket, reason)));
                 }
+                tried.push((socket, reason));
             }
             if podman_installed() {
                 return Ok(Selection::StartPodman(podman_candidates()[0].0.clone()));

@@ -303,6 +303,16 @@ fn file_expected(kind: &ProbeKind) -> String {
 /// How a service's container is found, by name, for exec and log probes.
 pub type Containers = BTreeMap<String, String>;
 
+/// The project's containers by service.
+pub async fn containers<E: Engine>(engine: &E, project: &str) -> crate::engine::Result<Containers> {
+    Ok(engine
+        .list_containers(project)
+        .await?
+        .into_iter()
+        .filter_map(|c| c.service().map(|s| (s.to_owned(), c.id.clone())))
+        .collect())
+}
+
 /// The kinds that talk to the host's network and files; run on a blocking thread.
 fn blocking_try(kind: &ProbeKind, timeout: Duration) -> (String, Try) {
     match kind {
