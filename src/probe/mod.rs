@@ -69,7 +69,9 @@ fn involved(p: &Probe, services: &[String]) -> Vec<String> {
         ProbeKind::Uds {
             in_service: Some(s),
             ..
-        } => vec![s.clone()],
+        } => std::iter::once(s.clone())
+            .chain(p.after.iter().filter(|a| *a != s).cloned())
+            .collect(),
         ProbeKind::Log { service, .. } => vec![service.clone()],
         _ if !p.after.is_empty() => p.after.clone(),
         _ => services.to_vec(),
@@ -365,15 +367,8 @@ fn blocking_try(kind: &ProbeKind, timeout: Duration) -> (String, Try) {
             send,
             expect,
         } => {
+            debug_assert!(in_service.is_none(), "in-service uds probes run in one_try");
             let expected = format!("{path} accepts a connection{}", expect_text(expect));
-            if let Some(s) = in_service {
-                return (
-                    expected,
-                    Err(format!(
-                        "uds probes inside a service (`in = \"{s}\"`) are not supported yet; probe the socket through a bind mount on the host"
-                    )),
-                );
-            }
             let r = (|| -> Result<String, String> {
                 let mut s = std::os::unix::net::UnixStream::connect(path)
                     .map_err(|e| format!("{path}: {e}"))?;
@@ -526,6 +521,31 @@ async fn one_try<E: Engine>(engine: &E, containers: &Containers, p: &Probe) -> (
             };
             (expected, r)
         }
+        ProbeKind::Uds {
+            path,
+            in_service: Some(service),
+            send,
+            expect,
+        } => {
+            let expected = format!(
+                "{path} in {service} accepts a connection{}",
+                expect_text(expect)
+            );
+            let Some(id) = containers.get(service) else {
+                return (
+                    expected,
+                    Err(format!("service `{service}` has no container")),
+                );
+            };
+            let r = match uds_in_container(engine, id, path, send.as_deref(), timeout).await {
+                Err(e) => Err(e),
+                Ok(text) => match expect {
+                    Some(m) if !m.matches(&text) => Err(format!("answer {:?}", short(&text))),
+                    _ => Ok(format!("answer {:?}", short(&text))),
+                },
+            };
+            (expected, r)
+        }
         kind => {
             let kind = kind.clone();
             tokio::task::spawn_blocking(move || blocking_try(&kind, timeout))
@@ -533,6 +553,109 @@ async fn one_try<E: Engine>(engine: &E, containers: &Containers, p: &Probe) -> (
                 .unwrap_or_else(|e| (String::new(), Err(format!("probe thread: {e}"))))
         }
     }
+}
+
+/// The Unix-socket client run inside a service: the first of socat, ncat, an `nc` with
+/// `-U`, python3 and perl that the image has. Arguments: socket path, bytes to send, read
+/// timeout in seconds. Exit 127 with [`NO_UDS_CLIENT`] on stderr when there is none.
+const UDS_CLIENT: &str = r#"p=$1 d=$2 t=$3
+if command -v socat >/dev/null 2>&1; then
+  printf '%s' "$d" | exec socat -t "$t" -T "$t" - "UNIX-CONNECT:$p"
+elif command -v ncat >/dev/null 2>&1; then
+  printf '%s' "$d" | exec ncat -w "$t" -U "$p"
+elif command -v nc >/dev/null 2>&1 && nc -h 2>&1 | grep -q -- '-U'; then
+  printf '%s' "$d" | exec nc -N -w "$t" -U "$p"
+elif command -v python3 >/dev/null 2>&1; then
+  exec python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(float(sys.argv[3]))
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    sys.exit("%s: %s" % (sys.argv[1], e.strerror))
+s.sendall(sys.argv[2].encode())
+s.shutdown(socket.SHUT_WR)
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        sys.stdout.buffer.write(b)
+except socket.timeout:
+    pass
+' "$p" "$d" "$t"
+elif command -v perl >/dev/null 2>&1; then
+  exec perl -MSocket -e '
+socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!
+";
+connect($s, pack_sockaddr_un($ARGV[0])) or die "$ARGV[0]: $!
+";
+syswrite($s, $ARGV[1]); shutdown($s, 1);
+$SIG{ALRM} = sub { exit 0 }; alarm $ARGV[2];
+while (sysread($s, my $b, 65536)) { syswrite(STDOUT, $b) }
+' "$p" "$d" "$t"
+else
+  echo "no Unix-socket client" >&2; exit 127
+fi
+"#;
+
+/// What the in-service client says when the image has none.
+const NO_UDS_CLIENT: &str = "no Unix-socket client";
+
+/// A Unix-socket round trip inside a container, through the engine's exec, so it works
+/// wherever the engine runs (also in a VM the host cannot see into).
+async fn uds_in_container<E: Engine>(
+    engine: &E,
+    id: &str,
+    path: &str,
+    send: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
+    // The client gives up reading a little before devbox gives up on the exec.
+    let read_s = (timeout.as_secs_f64() * 0.8).max(0.1);
+    let spec = ExecSpec {
+        argv: [
+            "sh",
+            "-c",
+            UDS_CLIENT,
+            "devbox-uds",
+            path,
+            send.unwrap_or(""),
+            &format!("{read_s:.1}"),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        ..ExecSpec::default()
+    };
+    let out =
+        match tokio::time::timeout(timeout + Duration::from_millis(500), engine.exec(id, &spec))
+            .await
+        {
+            Err(_) => return Err(format!("no answer within {}ms", timeout.as_millis())),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(out)) => out,
+        };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.exit_code == 127 && stderr.contains(NO_UDS_CLIENT) {
+        return Err(
+            "the service has no Unix-socket client (socat, ncat, nc -U, python3 or perl) to \
+             run the probe with; add one to its image, or probe the socket's host path \
+             through a bind mount (drop `in`)"
+                .to_owned(),
+        );
+    }
+    if out.exit_code == 127 || out.exit_code == 126 {
+        return Err(format!(
+            "the service cannot run `sh` for the probe (exit {}): {}",
+            out.exit_code,
+            short(stderr.trim())
+        ));
+    }
+    if out.exit_code != 0 {
+        return Err(format!("exit {}: {}", out.exit_code, short(stderr.trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 async fn run_one<E: Engine>(

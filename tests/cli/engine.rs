@@ -1076,3 +1076,203 @@ fn two_users_on_rootless_podman() {
 fn two_users_on_docker() {
     two_user_flow("docker");
 }
+
+/// A static Unix-socket echo server (answers `echo:` and what it read), built for the
+/// test's image: busybox has no Unix-socket program of its own.
+const ECHO_SERVER_C: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    struct sockaddr_un a = {0};
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+    unlink(argv[1]);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 16)) {
+        perror(argv[1]);
+        return 1;
+    }
+    printf("listening on %s\n", argv[1]);
+    fflush(stdout);
+    for (;;) {
+        int c = accept(s, 0, 0);
+        if (c < 0) continue;
+        char buf[4096];
+        ssize_t n;
+        if (write(c, "echo:", 5) != 5) { close(c); continue; }
+        while ((n = read(c, buf, sizeof buf)) > 0)
+            if (write(c, buf, n) != n) break;
+        close(c);
+    }
+}
+"#;
+
+/// Copies the host's perl (binary, shared libraries, perl-base modules) under `root`, the
+/// way a Debian-based image carries it.
+fn copy_host_perl(root: &Path) {
+    let ldd = std::process::Command::new("ldd")
+        .arg("/usr/bin/perl")
+        .output()
+        .unwrap();
+    let mut files: Vec<PathBuf> = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    files.push("/usr/bin/perl".into());
+    for f in files {
+        let to = root.join(f.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &to).unwrap();
+    }
+    let lib = Path::new("/usr/lib/x86_64-linux-gnu/perl-base");
+    std::fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-rL", "--no-preserve=ownership"])
+        .arg(lib)
+        .arg(root.join("usr/lib/x86_64-linux-gnu/"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A Unix-socket echo between two services sharing a named volume, probed inside the
+/// client through the engine (with the image's perl), and inside a service whose image
+/// has no Unix-socket client (fails, saying so).
+fn uds_in_service_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("echo-server"))
+        .args(["-x", "c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(ECHO_SERVER_C.as_bytes())?;
+            c.wait()
+        })
+        .expect("gcc (CI installs it)");
+    assert!(cc.success());
+    copy_host_perl(&dir.join("rootfs"));
+    std::fs::write(
+        dir.join("Containerfile.server"),
+        "FROM localhost/devbox-busybox:latest\n\
+         COPY echo-server /usr/local/bin/echo-server\n\
+         RUN mkdir -p /run/echo && chown 1000:1000 /run/echo\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Containerfile.client"),
+        "FROM localhost/devbox-busybox:latest\n\
+         COPY rootfs/ /\n\
+         RUN mkdir -p /run/echo && chown 1000:1000 /run/echo\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sandbox.toml"),
+        format!(
+            r#"[project]
+name = "uds-{name}"
+
+[images.server]
+containerfile = "Containerfile.server"
+
+[images.client]
+containerfile = "Containerfile.client"
+
+[volumes.sock]
+
+[services.server]
+image = "server"
+command = ["/usr/local/bin/echo-server", "/run/echo/echo.sock"]
+user = "1000:1000"
+volumes = ["sock:/run/echo"]
+
+[services.client]
+image = "client"
+command = ["sleep", "100000"]
+user = "1000:1000"
+volumes = ["sock:/run/echo"]
+depends_on = ["server"]
+
+[[probes]]
+name = "echo through the shared volume"
+uds = "/run/echo/echo.sock"
+in = "client"
+send = "ping"
+expect = "echo:ping"
+within = "10s"
+
+[[probes]]
+name = "a socket nobody listens on"
+uds = "/run/echo/nobody.sock"
+in = "client"
+within = "1s"
+
+[[probes]]
+name = "the server's image has no client"
+uds = "/run/echo/echo.sock"
+in = "server"
+within = "1s"
+"#
+        ),
+    )
+    .unwrap();
+    let o = devbox(&e, dir, &["verify", "--json"]);
+    assert_eq!(o.code, 1, "[{name}] {}{}", o.stdout, o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let outcome = |n: &str| {
+        v["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap_or_else(|| panic!("[{name}] no probe {n}: {v}"))
+            .clone()
+    };
+    let echo = outcome("echo through the shared volume");
+    assert_eq!(echo["passed"], true, "[{name}] {echo}");
+    assert_eq!(echo["saw"], "answer \"echo:ping\"", "[{name}] {echo}");
+    let nobody = outcome("a socket nobody listens on");
+    assert_eq!(nobody["passed"], false, "[{name}] {nobody}");
+    assert!(
+        nobody["saw"]
+            .as_str()
+            .unwrap()
+            .contains("/run/echo/nobody.sock: No such file or directory"),
+        "[{name}] {nobody}"
+    );
+    let none = outcome("the server's image has no client");
+    assert_eq!(none["passed"], false, "[{name}] {none}");
+    assert!(
+        none["saw"].as_str().unwrap().starts_with(
+            "the service has no Unix-socket client (socat, ncat, nc -U, python3 or perl)"
+        ),
+        "[{name}] {none}"
+    );
+    assert!(containers(&e, dir).is_empty(), "[{name}]");
+}
+
+#[test]
+fn uds_in_a_service_on_rootful_podman() {
+    uds_in_service_flow("podman");
+}
+
+#[test]
+fn uds_in_a_service_on_rootless_podman() {
+    uds_in_service_flow("podman-rootless");
+}
+
+#[test]
+fn uds_in_a_service_on_docker() {
+    uds_in_service_flow("docker");
+}
