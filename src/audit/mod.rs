@@ -146,6 +146,10 @@ rules! {
         None, None;
     "DBX035", Low, "no resource limits for the worker", "set `limits = { memory, pids }`",
         None, None;
+    "DBX036", High, "shares the host's UTS namespace", "remove `uts: host` (devbox never shares it)",
+        Some(("5.20", "Ensure that the host's UTS namespace is not shared")), Some((BASELINE, "Host Namespaces"));
+    "DBX037", Medium, "mount propagation is shared", "remove `shared`/`rshared` propagation from the mount (devbox mounts are private)",
+        Some(("5.19", "Ensure that mount propagation mode is not set to shared")), None;
 }
 
 pub fn rule(id: &str) -> Option<&'static Rule> {
@@ -162,6 +166,20 @@ pub struct Finding {
     pub key: KeyPath,
     /// When a waiver in the file accepts this finding: its reason.
     pub waived: Option<String>,
+}
+
+impl Finding {
+    /// A finding on `key`, for rules checked outside [`audit`] (compose-only settings).
+    pub fn new(id: &'static str, key: KeyPath, message: impl Into<String>) -> Self {
+        let r = rule(id).expect("rule ids are static");
+        Self {
+            rule: id,
+            severity: r.severity,
+            message: message.into(),
+            key,
+            waived: None,
+        }
+    }
 }
 
 fn ser_key<S: serde::Serializer>(k: &KeyPath, s: S) -> Result<S::Ok, S::Error> {

@@ -24,6 +24,10 @@ pub struct Args {
     /// List the rules and exit.
     #[arg(long)]
     pub rules: bool,
+    /// Audit a docker-compose file instead, as compose would run it; findings point at
+    /// its lines.
+    #[arg(long, value_name = "FILE")]
+    pub compose: Option<std::path::PathBuf>,
 }
 
 /// Findings paired with where they are in the file.
@@ -35,6 +39,50 @@ pub fn located(loaded: &Loaded) -> Vec<(Finding, Option<Origin>)> {
             (f, o)
         })
         .collect()
+}
+
+/// Stops `up` and `verify` before anything starts when the project has unwaived
+/// critical findings, naming each at its place, unless `allow` (`--allow-insecure`).
+pub fn refuse_critical(loaded: &Loaded, allow: bool) -> anyhow::Result<()> {
+    let critical: Vec<(Finding, Option<Origin>)> = located(loaded)
+        .into_iter()
+        .filter(|(f, _)| f.severity == Severity::Critical && f.waived.is_none())
+        .collect();
+    if critical.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = critical
+        .iter()
+        .map(|(f, o)| {
+            let at = match o {
+                Some(Origin::File {
+                    file, line, column, ..
+                }) => format!("{}:{line}:{column}: ", file.display()),
+                _ => String::new(),
+            };
+            let r = audit::rule(f.rule).expect("known rule");
+            format!(
+                "  {at}{} {}: {} (fix: {})",
+                f.rule, r.title, f.message, r.fix
+            )
+        })
+        .collect();
+    if allow {
+        eprintln!(
+            "warning: starting despite {} critical audit finding{} (--allow-insecure):\n{}",
+            critical.len(),
+            if critical.len() == 1 { "" } else { "s" },
+            list.join("\n")
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to start: {} critical audit finding{}, nothing was started:\n{}\n\
+         fix them, waive each with a reason under [services.NAME.audit], or pass --allow-insecure",
+        critical.len(),
+        if critical.len() == 1 { "" } else { "s" },
+        list.join("\n")
+    )
 }
 
 /// `audit: 1 critical, 2 medium (1 waived)` or `audit: clean`.
@@ -68,8 +116,35 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let loaded = super::load(g)?;
-    let found = located(&loaded);
+    let (found, uri) = match &a.compose {
+        Some(file) => {
+            let c = super::import::load_compose(g, file, crate::import::Mode::Audit)?;
+            let mut found: Vec<(Finding, Option<Origin>)> = audit::audit(&c.loaded.config)
+                .into_iter()
+                .map(|f| {
+                    let o = c.origin(&f.key);
+                    (f, o)
+                })
+                .collect();
+            for e in &c.imported.extra {
+                found.push((
+                    Finding::new(e.rule, e.key.clone(), e.message.clone()),
+                    Some(c.origin_at(e.at)),
+                ));
+            }
+            // File order, as for sandbox.toml.
+            found.sort_by_key(|(_, o)| match o {
+                Some(Origin::File { line, column, .. }) => (*line, *column),
+                _ => (usize::MAX, 0),
+            });
+            (found, c.shown.display().to_string())
+        }
+        None => {
+            let loaded = super::load(g)?;
+            let uri = loaded.sources[0].display.display().to_string();
+            (located(&loaded), uri)
+        }
+    };
     let failing = found
         .iter()
         .filter(|(f, _)| f.waived.is_none() && f.severity >= a.fail_on)
@@ -99,7 +174,6 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             );
         }
         Format::Sarif => {
-            let uri = loaded.sources[0].display.display().to_string();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&audit::sarif::render(&found, &uri))?

@@ -8,6 +8,7 @@ mod doctor;
 mod down;
 mod engine;
 mod exec;
+mod import;
 mod init;
 mod logs;
 mod probe_cmd;
@@ -82,6 +83,8 @@ pub enum Command {
     Check(check::Args),
     /// Security posture: rules with ids and severities; exit 1 at --fail-on.
     Audit(audit::Args),
+    /// Convert a compose file to sandbox.toml, listing what could not be mapped.
+    Import(import::Args),
     /// Print the merged configuration, or where a value came from.
     Config(config_cmd::Args),
     /// Print the JSON Schema of sandbox.toml.
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Check(a) => check::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::Import(a) => import::run(g, a),
         Command::Config(a) => config_cmd::run(g, a),
         Command::Schema => schema::run(),
         Command::Render(a) => render_cmd::run(g, a),
@@ -221,6 +225,7 @@ pub fn load(g: &Global) -> anyhow::Result<Loaded> {
         cwd: std::env::current_dir()?,
         engine: g.engine.map(Into::into),
         project_name: g.project_name.clone(),
+        text: None,
     };
     let loaded = config::load(&opts)?;
     let mut err = std::io::stderr();

@@ -26,11 +26,15 @@ pub struct Args {
     /// Print what was done as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Start even with critical audit findings (privileged, engine socket mounted, …).
+    #[arg(long)]
+    pub allow_insecure: bool,
 }
 
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let loaded = super::load(g)?;
+    super::audit::refuse_critical(&loaded, a.allow_insecure)?;
     let plan = crate::plan::plan(&loaded.config);
     let _lock = super::lock_project(&plan.project, &plan.dir, !a.no_wait)?;
     let conn = super::engine::connect(&loaded)?;

@@ -29,10 +29,14 @@ pub struct Args {
     /// Print build output in full.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Start even with critical audit findings (privileged, engine socket mounted, …).
+    #[arg(long)]
+    pub allow_insecure: bool,
 }
 
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
+    super::audit::refuse_critical(&loaded, a.allow_insecure)?;
     let config = &loaded.config;
     let _lock = super::lock_project(&config.project.name, &config.dir, true)?;
     let fail = |e: &dyn std::fmt::Display| {

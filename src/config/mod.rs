@@ -44,6 +44,9 @@ pub struct LoadOptions {
     pub engine: Option<raw::EngineChoice>,
     /// `-p/--project-name`
     pub project_name: Option<String>,
+    /// The file's text, when it is made in memory (an imported compose file) rather
+    /// than read from `file`; `sandbox.local.toml` is then not layered on.
+    pub text: Option<String>,
 }
 
 /// A loaded, valid configuration and what it was made from.
@@ -151,11 +154,14 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.cwd.clone());
 
-    let main = SourceFile::read(&file, display.clone())
-        .map_err(|d| ConfigError::single(display.clone(), *d))?;
+    let main = match &opts.text {
+        Some(t) => SourceFile::from_bytes(file.clone(), display.clone(), t.clone().into_bytes()),
+        None => SourceFile::read(&file, display.clone()),
+    }
+    .map_err(|d| ConfigError::single(display.clone(), *d))?;
     let mut sources = vec![main];
     let local = dir.join(LOCAL_FILE_NAME);
-    if local.is_file() {
+    if opts.text.is_none() && local.is_file() {
         let shown = display_path(&local, &opts.cwd);
         sources.push(
             SourceFile::read(&local, shown.clone()).map_err(|d| ConfigError::single(shown, *d))?,

@@ -211,7 +211,7 @@ pub fn plan(config: &Config) -> Plan {
                 Mount::Bind { source, .. } => source.display().to_string(),
             })
             .collect();
-        let hash = hash_of(&(&spec, &image, &nets, &mounts, &project));
+        let hash = hash_of(&(&engine_view(spec), &image, &nets, &mounts, &project));
         let mut l = labels(&project, "service", &spec.labels);
         l.insert(LABEL_SERVICE.into(), name.clone());
         l.insert(LABEL_HASH.into(), hash.clone());
@@ -249,6 +249,21 @@ pub fn plan(config: &Config) -> Plan {
         probes: config.probes.clone(),
         workers: config.workers.clone(),
     }
+}
+
+/// A service as the engine sees it: without what only devbox's reports use (which
+/// defaults were filled in, audit waivers, how a bind source was spelled), so that equal
+/// containers hash equal however the file wrote them.
+fn engine_view(spec: &model::Service) -> model::Service {
+    let mut s = spec.clone();
+    s.defaults_applied.clear();
+    s.waivers.clear();
+    for m in &mut s.mounts {
+        if let Mount::Bind { source_rel, .. } = m {
+            source_rel.clear();
+        }
+    }
+    s
 }
 
 fn network_plan(

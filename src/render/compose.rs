@@ -23,6 +23,8 @@ pub fn render(plan: &Plan) -> Rendered {
         doc.insert("version".into(), json!("3.8"));
     }
     doc.insert("services".into(), Value::Object(services));
+    // The project's name, for `devbox import` (docker-compose 1.x rejects `name`).
+    doc.insert("x-devbox-project".into(), json!(plan.project));
     if !plan.volumes.is_empty() {
         let v: Map<String, Value> = plan
             .volumes

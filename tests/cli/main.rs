@@ -11,5 +11,6 @@ mod docs;
 mod engine;
 mod errors;
 mod examples;
+mod import;
 mod render;
 mod schema;
