@@ -127,6 +127,10 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         ));
     }
     if !spec.ports.is_empty() {
+        warnings.push(format!(
+            "kube: services.{} publishes with hostPort, which `podman kube play` needs and the Pod Security baseline profile (Host Ports) forbids in a cluster; drop `ports` there and use a Service",
+            s.name
+        ));
         let ports: Vec<Value> = spec
             .ports
             .iter()
@@ -251,10 +255,16 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
     for (i, m) in spec.mounts.iter().enumerate() {
         let vname = format!("mount-{i}");
         match m {
-            Mount::Bind { source, .. } => volumes.push(json!({
+            Mount::Bind { source, .. } => {
+                warnings.push(format!(
+                    "kube: services.{}.volumes[{i}] is a hostPath volume, which the Pod Security baseline profile (HostPath Volumes) forbids in a cluster",
+                    s.name
+                ));
+                volumes.push(json!({
                 "name": vname,
                 "hostPath": { "path": source.display().to_string(), "type": "DirectoryOrCreate" },
-            })),
+                }));
+            }
             Mount::Volume { name, .. } => {
                 let claim = plan
                     .volume(name)

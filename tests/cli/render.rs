@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{reference_dir, repo, require, Devbox, Output, Project};
+use serde::Deserialize as _;
 
 /// Every project the render tests judge: the reference and each example.
 fn projects() -> Vec<std::path::PathBuf> {
@@ -343,4 +344,195 @@ fn podman_kube_play_runs_the_rendered_reference() {
         "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.HostConfig.CapDrop}}",
     ]));
     assert!(inspect.starts_with("true 1000:1000"), "{inspect}");
+}
+
+/// Every control of the Kubernetes Pod Security Standards "restricted" profile (which
+/// includes "baseline"), checked on the rendered Pods of clean projects. The one
+/// deviation is published ports (`hostPort`, which `podman kube play` needs): it must be
+/// loopback-only and come with a warning.
+#[test]
+fn rendered_pods_of_clean_projects_meet_the_restricted_profile() {
+    const BASELINE_CAPS: &[&str] = &[
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    ];
+    const SAFE_SYSCTLS: &[&str] = &[
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    ];
+    const VOLUME_TYPES: &[&str] = &[
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    let mut pods = 0;
+    for ex in ["hardened", "quickstart"] {
+        let out = render(&repo().join("examples").join(ex), "kube");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        for doc in serde_yaml::Deserializer::from_str(&out.stdout) {
+            let v = serde_yaml::Value::deserialize(doc).unwrap();
+            let v: serde_json::Value = serde_json::to_value(v).unwrap();
+            if v["kind"] != "Pod" {
+                continue;
+            }
+            pods += 1;
+            let name = v["metadata"]["name"].as_str().unwrap().to_owned();
+            let spec = &v["spec"];
+            let ctl = |c: &str| format!("{ex}/{name}: {c}");
+            // Baseline: Host Namespaces, HostProcess.
+            for k in ["hostNetwork", "hostPID", "hostIPC"] {
+                assert!(spec[k].is_null() || spec[k] == false, "{}", ctl(k));
+            }
+            assert!(
+                spec["securityContext"]["windowsOptions"].is_null(),
+                "{}",
+                ctl("HostProcess")
+            );
+            // Baseline: Sysctls.
+            for s in spec["securityContext"]["sysctls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    SAFE_SYSCTLS.contains(&s["name"].as_str().unwrap()),
+                    "{}",
+                    ctl("Sysctls")
+                );
+            }
+            // Restricted: Volume Types (and so baseline HostPath Volumes).
+            for vol in spec["volumes"].as_array().into_iter().flatten() {
+                let kind: Vec<&String> = vol
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k != "name")
+                    .collect();
+                assert!(
+                    kind.iter().all(|k| VOLUME_TYPES.contains(&k.as_str())),
+                    "{}: {kind:?}",
+                    ctl("Volume Types")
+                );
+            }
+            let containers = spec["containers"].as_array().unwrap();
+            assert!(!containers.is_empty());
+            for c in containers
+                .iter()
+                .chain(spec["initContainers"].as_array().into_iter().flatten())
+            {
+                let sc = &c["securityContext"];
+                let pod_sc = &spec["securityContext"];
+                // Baseline: Privileged Containers, Capabilities, AppArmor, SELinux, /proc.
+                assert!(
+                    sc["privileged"].is_null() || sc["privileged"] == false,
+                    "{}",
+                    ctl("Privileged")
+                );
+                for cap in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+                    assert!(
+                        BASELINE_CAPS.contains(&cap.as_str().unwrap()),
+                        "{}",
+                        ctl("Capabilities")
+                    );
+                    assert_eq!(
+                        cap,
+                        "NET_BIND_SERVICE",
+                        "{}",
+                        ctl("Capabilities (restricted)")
+                    );
+                }
+                assert!(
+                    sc["appArmorProfile"].is_null()
+                        || sc["appArmorProfile"]["type"] != "Unconfined",
+                    "{}",
+                    ctl("AppArmor")
+                );
+                for se in [&sc["seLinuxOptions"], &pod_sc["seLinuxOptions"]] {
+                    assert!(
+                        se["user"].is_null() && se["role"].is_null(),
+                        "{}",
+                        ctl("SELinux")
+                    );
+                }
+                assert!(
+                    sc["procMount"].is_null() || sc["procMount"] == "Default",
+                    "{}",
+                    ctl("/proc Mount Type")
+                );
+                // Restricted: Privilege Escalation, Running as Non-root (user), Seccomp,
+                // Capabilities (drop ALL).
+                assert_eq!(
+                    sc["allowPrivilegeEscalation"],
+                    false,
+                    "{}",
+                    ctl("Privilege Escalation")
+                );
+                let non_root = sc["runAsNonRoot"] == true || pod_sc["runAsNonRoot"] == true;
+                assert!(non_root, "{}", ctl("Running as Non-root"));
+                for uid in [&sc["runAsUser"], &pod_sc["runAsUser"]] {
+                    assert!(
+                        uid.is_null() || uid.as_u64() != Some(0),
+                        "{}",
+                        ctl("Running as Non-root user")
+                    );
+                }
+                let seccomp = if sc["seccompProfile"].is_null() {
+                    &pod_sc["seccompProfile"]
+                } else {
+                    &sc["seccompProfile"]
+                };
+                assert!(
+                    seccomp["type"] == "RuntimeDefault" || seccomp["type"] == "Localhost",
+                    "{}",
+                    ctl("Seccomp")
+                );
+                let drops = sc["capabilities"]["drop"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(
+                    drops.iter().any(|d| d == "ALL"),
+                    "{}",
+                    ctl("Capabilities drop ALL")
+                );
+                // Baseline: Host Ports, the known deviation: loopback only, and warned.
+                for p in c["ports"].as_array().into_iter().flatten() {
+                    if !p["hostPort"].is_null() {
+                        assert_eq!(p["hostIP"], "127.0.0.1", "{}", ctl("Host Ports"));
+                        assert!(
+                            out.stderr
+                                .contains("forbids in a cluster; drop `ports` there"),
+                            "{}",
+                            ctl("Host Ports warning")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(pods >= 2, "{pods} pods checked");
 }
