@@ -74,31 +74,7 @@ const CLEAN_COMPOSE: &str = "services:
 ";
 
 fn compose_findings(p: &Project, file: &str) -> Vec<(String, String)> {
-    let out = p
-        .devbox()
-        .args([
-            "audit",
-            "--compose",
-            file,
-            "--format",
-            "json",
-            "--fail-on",
-            "critical",
-        ])
-        .run();
-    assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["rule"].as_str().unwrap().to_owned(),
-                f["severity"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    findings_of(p, &["--compose", file])
 }
 
 fn project(drop: &[&str], add: &str, extra: &str) -> Project {
@@ -118,9 +94,19 @@ fn project(drop: &[&str], add: &str, extra: &str) -> Project {
 }
 
 fn findings(p: &Project) -> Vec<(String, String)> {
+    findings_of(p, &[])
+}
+
+/// (rule, severity) of every finding of `devbox audit ARGS`.
+fn findings_of(p: &Project, args: &[&str]) -> Vec<(String, String)> {
     let out = p
         .devbox()
-        .args(["audit", "--format", "json", "--fail-on", "critical"])
+        .args(
+            ["audit"]
+                .iter()
+                .chain(args)
+                .chain(&["--format", "json", "--fail-on", "critical"]),
+        )
         .run();
     assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
     let v: serde_json::Value =
@@ -397,8 +383,13 @@ fn sarif_validates_against_the_published_schema() {
     assert_eq!(priv_["level"], "error");
     let waived = results.iter().find(|r| r["ruleId"] == "DBX017").unwrap();
     assert_eq!(waived["suppressions"][0]["justification"], "demo");
-    let file = p.path().join("out.sarif");
-    std::fs::write(&file, &out.stdout).unwrap();
+    assert_valid_sarif(p.path(), &out.stdout);
+}
+
+/// Validates SARIF text against the published 2.1.0 schema with check-jsonschema.
+pub fn assert_valid_sarif(dir: &std::path::Path, sarif: &str) {
+    let file = dir.join("out.sarif");
+    std::fs::write(&file, sarif).unwrap();
     let judge = Command::new("check-jsonschema")
         .arg("--schemafile")
         .arg(repo().join("../shared/schemas/sarif-schema-2.1.0.json"))
