@@ -62,24 +62,12 @@ fn yaml_origin(shown: &Path, text: &str, at: Loc) -> Origin {
     }
 }
 
-fn shown(path: &Path) -> PathBuf {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| path.to_path_buf())
-}
-
 /// Reads, converts and loads a compose file. A file devbox cannot read is a config
 /// error at its line and column.
 pub fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<ComposeLoaded> {
     let cwd = std::env::current_dir()?;
-    let path = if compose.is_absolute() {
-        compose.to_path_buf()
-    } else {
-        cwd.join(compose)
-    };
-    let shown = shown(compose);
+    let path = config::absolute(compose, &cwd);
+    let shown = config::display_path(&path, &cwd);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", shown.display()))?;
     let dir = path.parent().unwrap_or(&cwd).to_path_buf();

@@ -103,7 +103,7 @@ pub fn find_file(start: &Path) -> Option<PathBuf> {
 }
 
 /// The path shown to the user: relative to the working directory when below it.
-fn display_path(path: &Path, cwd: &Path) -> PathBuf {
+pub fn display_path(path: &Path, cwd: &Path) -> PathBuf {
     path.strip_prefix(cwd)
         .ok()
         .filter(|p| !p.as_os_str().is_empty())
@@ -111,7 +111,8 @@ fn display_path(path: &Path, cwd: &Path) -> PathBuf {
         .unwrap_or_else(|| path.to_path_buf())
 }
 
-fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+/// `p` made absolute against `cwd`, with `.` and `..` resolved lexically.
+pub fn absolute(p: &Path, cwd: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {

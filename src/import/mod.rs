@@ -242,14 +242,13 @@ pub fn convert(
     }
     doc.insert("project", Item::Table(p));
 
-    for (key, at, node) in root.entries() {
+    for (key, at, _) in root.entries() {
         match key.as_str() {
             "services" | "name" | "volumes" | "networks" => {}
             "version" => ctx.note("version", *at, "obsolete in compose; ignored"),
             k if k.starts_with("x-") => {}
             k => ctx.unmapped(k, *at, "top-level key devbox does not use"),
         }
-        let _ = node;
     }
 
     let networks = networks(&mut ctx, root.get("networks"));
@@ -671,15 +670,7 @@ fn service(ctx: &mut Ctx, name: &str, at: Loc, node: &Node) -> Table {
             "ports" => ports(ctx, &mut t, &kp, &yp, v),
             "volumes" => mounts(ctx, &mut t, &key, &yp, v),
             "tmpfs" => {
-                let items: Vec<String> = v.items().into_iter().filter_map(Node::text).collect();
-                let mut arr = match t.get("tmpfs").and_then(Item::as_array) {
-                    Some(a) => a.clone(),
-                    None => Array::new(),
-                };
-                for i in items {
-                    arr.push(i);
-                }
-                t.insert("tmpfs", toml_edit::value(arr));
+                append_tmpfs(&mut t, v.items().into_iter().filter_map(Node::text));
                 ctx.at(kp, kloc);
             }
             "read_only" | "privileged" => {
@@ -706,7 +697,7 @@ fn service(ctx: &mut Ctx, name: &str, at: Loc, node: &Node) -> Table {
             }
             "security_opt" => {
                 let mut rest = Vec::new();
-                for (i, item) in v.items().into_iter().enumerate() {
+                for item in v.items() {
                     let Some(o) = item.text() else { continue };
                     if let Some(val) = o
                         .strip_prefix("no-new-privileges")
@@ -729,7 +720,6 @@ fn service(ctx: &mut Ctx, name: &str, at: Loc, node: &Node) -> Table {
                         _ => o,
                     };
                     ctx.at(kp.index(rest.len()), item.at);
-                    let _ = i;
                     rest.push(o);
                 }
                 if !rest.is_empty() {
@@ -1329,15 +1319,21 @@ fn mounts(ctx: &mut Ctx, t: &mut Table, key: &KeyPath, yp: &str, v: &Node) {
         }
     }
     if !tmpfs.is_empty() {
-        let mut arr = match t.get("tmpfs").and_then(Item::as_array) {
-            Some(a) => a.clone(),
-            None => Array::new(),
-        };
-        for x in tmpfs {
-            arr.push(x);
-        }
-        t.insert("tmpfs", toml_edit::value(arr));
+        append_tmpfs(t, tmpfs);
     }
+}
+
+/// Adds to the service's `tmpfs` list: compose has both a `tmpfs` key and tmpfs volumes.
+fn append_tmpfs(t: &mut Table, paths: impl IntoIterator<Item = String>) {
+    let mut arr = t
+        .get("tmpfs")
+        .and_then(Item::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for p in paths {
+        arr.push(p);
+    }
+    t.insert("tmpfs", toml_edit::value(arr));
 }
 
 /// A bind source as devbox writes it, and whether it leaves the project.
@@ -1386,13 +1382,12 @@ fn service_networks(ctx: &mut Ctx, t: &mut Table, node: &Node, kp: &KeyPath, yp:
         others.is_empty() || (publishes && others.iter().all(|(n, _)| ctx.internal.contains(n)));
     let keep_default = has_default && !implied && !ctx.declared_networks.contains("default");
     let mut list: Vec<String> = Vec::new();
-    for (i, (n, a)) in names.iter().enumerate() {
+    for (n, a) in &names {
         if n == "default" && !keep_default && !ctx.declared_networks.contains("default") {
             continue;
         }
         ctx.at(kp.index(list.len()), *a);
         list.push(n.clone());
-        let _ = i;
     }
     if keep_default {
         // Compose's implicit network, made explicit for devbox.

@@ -167,23 +167,27 @@ fn each_rule_has_a_fixture_that_triggers_it_alone() {
             std::os::unix::fs::PermissionsExt::set_mode(&mut dperm, 0o700);
             std::fs::set_permissions(&dir, dperm).unwrap();
         }
-        let found = findings(&p);
-        let own = found
-            .iter()
-            .find(|(r, _)| r == rule)
-            .unwrap_or_else(|| panic!("{rule} not triggered: {found:?}"));
-        let at_or_above: Vec<&String> = found
-            .iter()
-            .filter(|(_, s)| rank(s) >= rank(&own.1))
-            .map(|(r, _)| r)
-            .collect();
-        assert_eq!(
-            at_or_above,
-            vec![*rule],
-            "{rule}: other findings at or above {}: {found:?}",
-            own.1
-        );
+        assert_alone(rule, &findings(&p));
     }
+}
+
+/// `rule` is among `found`, and nothing else is at or above its severity.
+fn assert_alone(rule: &str, found: &[(String, String)]) {
+    let own = found
+        .iter()
+        .find(|(r, _)| r == rule)
+        .unwrap_or_else(|| panic!("{rule} not triggered: {found:?}"));
+    let at_or_above: Vec<&String> = found
+        .iter()
+        .filter(|(_, s)| rank(s) >= rank(&own.1))
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(
+        at_or_above,
+        vec![rule],
+        "{rule}: other findings at or above {}: {found:?}",
+        own.1
+    );
 }
 
 #[test]
@@ -195,17 +199,7 @@ fn compose_only_rules_have_a_fixture_that_triggers_them_alone() {
     for (rule, line) in COMPOSE_CASES {
         let file = format!("{rule}.yml");
         p.write(&file, &format!("{CLEAN_COMPOSE}{line}"));
-        let found = compose_findings(&p, &file);
-        let own = found
-            .iter()
-            .find(|(r, _)| r == rule)
-            .unwrap_or_else(|| panic!("{rule} not triggered: {found:?}"));
-        let at_or_above: Vec<&String> = found
-            .iter()
-            .filter(|(_, s)| rank(s) >= rank(&own.1))
-            .map(|(r, _)| r)
-            .collect();
-        assert_eq!(at_or_above, vec![*rule], "{rule}: {found:?}");
+        assert_alone(rule, &compose_findings(&p, &file));
     }
 }
 

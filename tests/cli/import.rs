@@ -11,10 +11,15 @@ use crate::util::{repo, require, Devbox, Project};
 
 /// A copy of the compose fixtures (with the files they mount and build) in a temp dir.
 fn fixtures() -> Project {
+    copy_of(&repo().join("tests/fixtures/compose"))
+}
+
+/// A temporary project holding a copy of `dir`.
+fn copy_of(dir: &Path) -> Project {
     let p = Project::new();
     let st = Command::new("cp")
         .arg("-r")
-        .arg(repo().join("tests/fixtures/compose/."))
+        .arg(dir.join("."))
         .arg(p.path())
         .status()
         .unwrap();
@@ -297,14 +302,7 @@ fn devbox_rendered_compose_imports_back_to_the_same_plan() {
     let mut compared = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
         let ex = entry.unwrap().path();
-        let p = Project::new();
-        let st = Command::new("cp")
-            .arg("-r")
-            .arg(ex.join("."))
-            .arg(p.path())
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let p = copy_of(&ex);
         let rendered = p.devbox().args(["render", "--format", "compose"]).run();
         assert_eq!(rendered.code, 0, "{}", rendered.stderr);
         p.write("compose.yml", &rendered.stdout);
