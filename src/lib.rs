@@ -12,10 +12,12 @@ pub mod doctor;
 pub mod engine;
 pub mod fsutil;
 pub mod import;
+pub mod ipc;
 pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod render;
+pub mod runner;
 pub mod verify;
 
 pub use cli::main;

@@ -1,0 +1,3 @@
+//! Inter-process protocols between the supervisor and its workers.
+
+pub mod control;
