@@ -14,6 +14,7 @@ mod logs;
 mod probe_cmd;
 mod render_cmd;
 mod reset;
+mod run;
 mod schema;
 mod status;
 mod up;
@@ -108,6 +109,8 @@ pub enum Command {
     Reset(reset::Args),
     /// Check the machine, the engines and the project's ports; say what to fix.
     Doctor(doctor::Args),
+    /// Run a worker (or a command) isolated by the native runner, under its policy.
+    Run(Box<run::Args>),
     /// Render the plan for other tools: json, compose or kube.
     Render(render_cmd::Args),
     /// Create a sandbox.toml from a template.
@@ -190,6 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(a) => logs::run(g, a),
         Command::Exec(a) => exec::run(g, a),
         Command::Init(a) => init::run(a),
+        Command::Run(a) => run::run(g, a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -328,7 +328,8 @@ pub struct RawProbe {
 #[serde(deny_unknown_fields)]
 pub struct RawWorker {
     pub command: StringOrList,
-    /// Working directory inside the sandbox; default `/tmp`.
+    /// Working directory inside the sandbox; default `/tmp`. A relative path is relative to
+    /// the project directory.
     pub workdir: Option<String>,
     #[serde(default)]
     pub policy: RawPolicy,

@@ -2157,6 +2157,16 @@ fn check_host_port(cx: &mut Ctx, p: &KeyPath, a: &str) {
 // ---------------------------------------------------------------------------------------
 // workers
 
+/// A `HOST:PORT` destination pattern: HOST may start with `*.`, PORT may be `*`.
+pub fn valid_destination(e: &str) -> bool {
+    e.rsplit_once(':').is_some_and(|(h, port)| {
+        !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.*[]:".contains(c))
+            && (port == "*" || port.parse::<u16>().is_ok_and(|n| n > 0))
+    })
+}
+
 fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
     let command = shell_words(&raw.command);
     if matches!(&raw.command, StringOrList::Many(v) if v.is_empty()) {
@@ -2198,13 +2208,7 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
             };
             for (list, entries) in [("allow", &r.allow), ("warn", &r.warn), ("deny", &r.deny)] {
                 for (i, e) in entries.iter().enumerate() {
-                    let ok = e.rsplit_once(':').is_some_and(|(h, port)| {
-                        !h.is_empty()
-                            && h.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || "-.*[]:".contains(c))
-                            && (port == "*" || port.parse::<u16>().is_ok_and(|n| n > 0))
-                    });
-                    if !ok {
+                    if !valid_destination(e) {
                         cx.err(
                             Diagnostic::error(pp.key("net").key(list).index(i), format!("invalid destination pattern `{e}`"))
                                 .expected("\"HOST:PORT\" where HOST may start with `*.` and PORT may be `*`, such as \"*.example.com:443\""),
@@ -2302,16 +2306,13 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
             .as_ref()
             .and_then(|t| duration(cx, &lp.key("timeout"), t)),
     };
-    let workdir = raw.workdir.clone().unwrap_or_else(|| "/tmp".into());
-    if !workdir.starts_with('/') {
-        cx.err(
-            Diagnostic::error(
-                p.key("workdir"),
-                format!("workdir `{workdir}` is not absolute"),
-            )
-            .expected("an absolute path inside the sandbox"),
-        );
-    }
+    // A relative workdir is relative to the project, which the sandbox shows at the same
+    // path as the host (when the policy lists it).
+    let workdir = match raw.workdir.as_deref() {
+        None => "/tmp".to_string(),
+        Some(w) if w.starts_with('/') => w.to_string(),
+        Some(w) => lexical_join(cx.dir, Path::new(w)).display().to_string(),
+    };
     Worker {
         command,
         workdir,

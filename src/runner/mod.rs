@@ -11,8 +11,12 @@ pub mod elf;
 pub mod landlock;
 pub mod proxy;
 pub mod rlimit;
+pub mod rootfs;
+pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
+pub mod supervisor;
+pub mod sys;
 
 pub use audit::{AuditLog, Event};
 pub use spec::{Mount, MountKind, Net, NetRules, RunSpec};

@@ -215,7 +215,9 @@ fn mounts(
 ) -> Vec<Mount> {
     let mut all: Vec<Mount> = Vec::new();
     let mut push = |path: &Path, kind: MountKind, rule: &str| {
-        if kind == MountKind::ReadOnly && !explicit_read && !path.exists() {
+        // The defaults differ between distributions; a missing one is not worth a word.
+        let default = DEFAULT_READ.iter().any(|d| Path::new(d) == path);
+        if kind == MountKind::ReadOnly && (default || !explicit_read) && !path.exists() {
             return;
         }
         decisions.push(Decided {

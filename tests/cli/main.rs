@@ -13,4 +13,5 @@ mod errors;
 mod examples;
 mod import;
 mod render;
+mod runner;
 mod schema;

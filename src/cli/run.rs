@@ -1,0 +1,415 @@
+//! `devbox run`: a worker from sandbox.toml, or an ad-hoc command, isolated by the native
+//! runner. The worker's exit code, stdout and stderr are devbox's; devbox's own words go
+//! to stderr, prefixed `devbox:`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use super::Global;
+use crate::config::model::{Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, Policy, Worker};
+use crate::config::validate::{parse_duration_ms, parse_size, valid_destination};
+use crate::runner::spec::{self, Host};
+use crate::runner::supervisor::{self, Options};
+use crate::runner::AuditLog;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  devbox run transform\n  devbox run connector -- --verbose\n  devbox run --rw ./out --net allow=pypi.org:443 -- python3 fetch.py"
+)]
+pub struct Args {
+    /// The worker to run, from [workers.NAME]; without it, the command after `--` runs
+    /// ad hoc under the flags' policy.
+    pub worker: Option<String>,
+    /// Extra arguments for the worker, or the ad-hoc command.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+    /// Show PATH read-only (repeatable).
+    #[arg(long = "ro", value_name = "PATH")]
+    pub ro: Vec<PathBuf>,
+    /// Show PATH writable (repeatable).
+    #[arg(long = "rw", value_name = "PATH")]
+    pub rw: Vec<PathBuf>,
+    /// Hide PATH even where a shown path contains it (repeatable).
+    #[arg(long = "deny", value_name = "PATH")]
+    pub deny: Vec<PathBuf>,
+    /// `none`, `host`, `allow=HOST:PORT`, `deny=HOST:PORT` or `default=allow|warn|deny`
+    /// (repeatable).
+    #[arg(long = "net", value_name = "RULE")]
+    pub net: Vec<String>,
+    /// Allow HOST:PORT through the proxy and record it (repeatable).
+    #[arg(long = "warn-net", value_name = "HOST:PORT")]
+    pub warn_net: Vec<String>,
+    /// Pass the caller's VAR (repeatable).
+    #[arg(long = "env-pass", value_name = "VAR")]
+    pub env_pass: Vec<String>,
+    /// Set VAR=VALUE (repeatable).
+    #[arg(long = "env", value_name = "VAR=VALUE")]
+    pub env: Vec<String>,
+    /// The only binaries the worker may execute (repeatable).
+    #[arg(long = "exec-allow", value_name = "PATH")]
+    pub exec_allow: Vec<PathBuf>,
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u32>,
+    #[arg(long, value_name = "CORES")]
+    pub cpus: Option<f64>,
+    #[arg(long, value_name = "N")]
+    pub nofile: Option<u64>,
+    #[arg(long, value_name = "SIZE")]
+    pub fsize: Option<String>,
+    /// Wall-clock limit, e.g. `30s`.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Working directory inside the sandbox.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Where decisions are logged: a file, or `-` for stderr. Default: the project's
+    /// `.data/logs/devbox-audit.jsonl` (ad hoc: devbox's state directory).
+    #[arg(long, value_name = "PATH|-")]
+    pub audit: Option<String>,
+    /// Serve the control socket (its path is in DEVBOX_CONTROL inside).
+    #[arg(long)]
+    pub control: bool,
+    /// Return once the worker says READY on the control socket, leaving it running.
+    #[arg(long)]
+    pub wait_ready: bool,
+}
+
+pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let (name, mut worker, extra, project) = match &a.worker {
+        Some(name) => {
+            let loaded = super::load(g)?;
+            let c = loaded.config;
+            let Some(w) = c.workers.get(name) else {
+                let known: Vec<&str> = c.workers.keys().map(String::as_str).collect();
+                bail!(
+                    "no worker `{name}` in {}{}",
+                    c.file.display(),
+                    if known.is_empty() {
+                        "\nhint: declare one under [workers.NAME], or run a command ad hoc: devbox run -- CMD".to_string()
+                    } else {
+                        format!("\nhint: the workers are {}", known.join(", "))
+                    }
+                );
+            };
+            crate::data::ensure(&c.data).context("creating the .data layout")?;
+            (name.clone(), w.clone(), a.args.clone(), Some(c))
+        }
+        None => {
+            if a.args.is_empty() {
+                bail!(
+                    "nothing to run\nhint: devbox run WORKER, or devbox run [FLAGS] -- CMD ARGS..."
+                );
+            }
+            (
+                "adhoc".to_string(),
+                Worker {
+                    command: a.args.clone(),
+                    workdir: "/tmp".into(),
+                    policy: Policy {
+                        net: NetPolicy::None,
+                        fs: FsPolicy::default(),
+                        exec_allow: vec![],
+                        env: EnvPolicy::default(),
+                        limits: Limits::default(),
+                    },
+                },
+                vec![],
+                None,
+            )
+        }
+    };
+    overlay(&mut worker.policy, a, &cwd)?;
+    if let Some(w) = &a.workdir {
+        worker.workdir = absolute(&cwd, w).display().to_string();
+    }
+    let host_env = supervisor::host_env();
+    let mut spec = spec::resolve(&name, &worker, &extra, &Host { env: &host_env });
+    if a.worker.is_none() && !a.ro.is_empty() {
+        // Ad hoc, --ro adds to the defaults instead of replacing them.
+        spec.mounts = spec::resolve(
+            &name,
+            &Worker {
+                policy: Policy {
+                    fs: FsPolicy {
+                        read: spec::DEFAULT_READ
+                            .iter()
+                            .map(PathBuf::from)
+                            .chain(worker.policy.fs.read.iter().cloned())
+                            .collect(),
+                        ..worker.policy.fs.clone()
+                    },
+                    ..worker.policy.clone()
+                },
+                ..worker.clone()
+            },
+            &extra,
+            &Host { env: &host_env },
+        )
+        .mounts;
+    }
+
+    // Logs go to the project's .data/logs, or devbox's state directory when ad hoc.
+    let log_dir = match &project {
+        Some(c) => c.data.root.join("logs"),
+        None => {
+            let dirs = directories::ProjectDirs::from("", "", "devbox")
+                .context("no home directory for devbox's state")?;
+            dirs.state_dir()
+                .unwrap_or(dirs.data_local_dir())
+                .to_path_buf()
+        }
+    };
+    let audit = Arc::new(match a.audit.as_deref() {
+        Some("-") => AuditLog::to_stderr(&name),
+        Some(p) => AuditLog::to_file(&name, &absolute(&cwd, Path::new(p)))?,
+        None => AuditLog::to_file(&name, &log_dir.join("devbox-audit.jsonl"))?,
+    });
+    let control = a.control || a.wait_ready;
+    let warn = Box::new(|w: &str| eprintln!("devbox: warning: {w}"));
+    if a.wait_ready {
+        return detach(&spec, audit, warn, &log_dir.join(format!("{name}.log")));
+    }
+    let outcome = supervisor::run(
+        &spec,
+        Options {
+            audit,
+            no_landlock: std::env::var_os("DEVBOX_NO_LANDLOCK").is_some_and(|v| v == "1"),
+            warn,
+            on_ready: None,
+            control,
+        },
+    )?;
+    Ok(finish(&spec, &outcome))
+}
+
+/// Says how the worker ended when that is not obvious from its own output, and passes its
+/// exit code on.
+fn finish(spec: &spec::RunSpec, o: &supervisor::Outcome) -> ExitCode {
+    if let Some(e) = &o.exec_error {
+        eprintln!("devbox: {e}");
+    }
+    if o.timed_out {
+        eprintln!(
+            "devbox: `{}` stopped after its {} timeout",
+            spec.name,
+            humantime::format_duration(std::time::Duration::from_millis(
+                spec.limits.timeout_ms.unwrap_or(0)
+            ))
+        );
+    }
+    if o.oom_killed {
+        eprintln!(
+            "devbox: `{}` was stopped at its memory limit ({} bytes)",
+            spec.name,
+            spec.limits.memory.unwrap_or(0)
+        );
+    }
+    if o.pids_limit_hit {
+        eprintln!(
+            "devbox: `{}` reached its pids limit ({})",
+            spec.name,
+            spec.limits.pids.unwrap_or(0)
+        );
+    }
+    ExitCode::from(o.code.clamp(0, 255) as u8)
+}
+
+/// `--wait-ready`: the supervisor goes on in a child in its own session, the worker's
+/// output appended to `log`; this process returns once the worker says READY (exit 0), or
+/// with the worker's code if it ends first.
+fn detach(
+    spec: &spec::RunSpec,
+    audit: Arc<AuditLog>,
+    warn: Box<dyn Fn(&str)>,
+    log: &Path,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).with_context(|| d.display().to_string())?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| log.display().to_string())?;
+    let null = std::fs::File::open("/dev/null")?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: devbox is single-threaded here (the supervisor checks again).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            // Let go of the caller's terminal and pipes: it may wait for them to close.
+            use std::os::fd::AsRawFd;
+            unsafe {
+                nix::libc::dup2(null.as_raw_fd(), 0);
+                nix::libc::dup2(out.as_raw_fd(), 1);
+                nix::libc::dup2(out.as_raw_fd(), 2);
+            }
+            let mut ready = std::fs::File::from(w);
+            let outcome = supervisor::run(
+                spec,
+                Options {
+                    audit,
+                    no_landlock: false,
+                    warn,
+                    on_ready: Some(Box::new(move || {
+                        let _ = std::io::Write::write_all(&mut ready, b"R");
+                    })),
+                    control: true,
+                },
+            );
+            let code = match outcome {
+                Ok(o) => o.code,
+                Err(e) => {
+                    eprintln!("devbox: {e}");
+                    125
+                }
+            };
+            std::process::exit(code)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut b = [0u8; 1];
+            let n = std::fs::File::from(r).read(&mut b).unwrap_or(0);
+            if n == 1 {
+                eprintln!(
+                    "devbox: `{}` is ready (supervisor pid {child}; output in {}; stop it with `kill {child}`)",
+                    spec.name,
+                    log.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let status = nix::sys::wait::waitpid(child, None)?;
+            let code = match status {
+                nix::sys::wait::WaitStatus::Exited(_, c) => c,
+                _ => 1,
+            };
+            eprintln!("devbox: `{}` ended before it said READY", spec.name);
+            Ok(ExitCode::from(code.clamp(1, 255) as u8))
+        }
+    }
+}
+
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Lays the flags over the worker's policy: paths and lists add, limits replace.
+fn overlay(p: &mut Policy, a: &Args, cwd: &Path) -> anyhow::Result<()> {
+    let abs = |v: &[PathBuf]| v.iter().map(|x| absolute(cwd, x)).collect::<Vec<_>>();
+    p.fs.read.extend(abs(&a.ro));
+    p.fs.write.extend(abs(&a.rw));
+    p.fs.deny.extend(abs(&a.deny));
+    p.exec_allow
+        .extend(abs(&a.exec_allow).iter().map(|x| x.display().to_string()));
+    p.env.pass.extend(a.env_pass.iter().cloned());
+    for kv in &a.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--env {kv}: expected VAR=VALUE");
+        };
+        p.env.set.insert(k.to_string(), v.to_string());
+    }
+    for rule in &a.net {
+        match rule.split_once('=') {
+            None if rule == "none" => p.net = NetPolicy::None,
+            None if rule == "host" => p.net = NetPolicy::Host,
+            Some(("allow", d)) => proxy(p).1.push(destination(d)?),
+            Some(("warn", d)) => proxy(p).2.push(destination(d)?),
+            Some(("deny", d)) => proxy(p).3.push(destination(d)?),
+            Some(("default", d)) => {
+                *proxy(p).0 = match d {
+                    "allow" => Decision::Allow,
+                    "warn" => Decision::Warn,
+                    "deny" => Decision::Deny,
+                    _ => bail!("--net default={d}: expected allow, warn or deny"),
+                }
+            }
+            _ => bail!(
+                "--net {rule}: expected none, host, allow=HOST:PORT, warn=HOST:PORT, deny=HOST:PORT or default=allow|warn|deny"
+            ),
+        }
+    }
+    for d in &a.warn_net {
+        proxy(p).2.push(destination(d)?);
+    }
+    let l = &mut p.limits;
+    if let Some(m) = &a.memory {
+        l.memory = Some(
+            parse_size(m).with_context(|| format!("--memory {m}: expected a size such as 256m"))?,
+        );
+    }
+    if let Some(f) = &a.fsize {
+        l.fsize = Some(
+            parse_size(f).with_context(|| format!("--fsize {f}: expected a size such as 8m"))?,
+        );
+    }
+    if let Some(t) = &a.timeout {
+        l.timeout_ms = Some(
+            parse_duration_ms(t)
+                .with_context(|| format!("--timeout {t}: expected a duration such as 30s"))?,
+        );
+    }
+    l.pids = a.pids.or(l.pids);
+    l.cpus = a.cpus.or(l.cpus);
+    l.nofile = a.nofile.or(l.nofile);
+    Ok(())
+}
+
+/// The proxy rules of `p`, switching it to proxy mode (default deny) first if needed.
+fn proxy(
+    p: &mut Policy,
+) -> (
+    &mut Decision,
+    &mut Vec<String>,
+    &mut Vec<String>,
+    &mut Vec<String>,
+) {
+    if !matches!(p.net, NetPolicy::Proxy { .. }) {
+        p.net = NetPolicy::Proxy {
+            default: Decision::Deny,
+            allow: vec![],
+            warn: vec![],
+            deny: vec![],
+        };
+    }
+    match &mut p.net {
+        NetPolicy::Proxy {
+            default,
+            allow,
+            warn,
+            deny,
+        } => (default, allow, warn, deny),
+        _ => unreachable!("set just above"),
+    }
+}
+
+fn destination(d: &str) -> anyhow::Result<String> {
+    if !valid_destination(d) {
+        bail!("`{d}` is not a destination: expected HOST:PORT, HOST may start with `*.` and PORT may be `*`");
+    }
+    Ok(d.to_string())
+}

@@ -1,0 +1,706 @@
+//! The sandbox's file system, planned as a list of [`Op`]s: a private mount tree, a new
+//! root on tmpfs holding only the policy's paths (each at the same place as on the host,
+//! read-only unless writable, denied ones covered), a fresh `/proc`, a minimal `/dev`, a
+//! private `/tmp`, and `pivot_root` with the old root detached.
+//!
+//! It never touches the machine: the host is asked questions through [`HostFs`], and the
+//! ops are executed later, inside the sandbox, by a `Sys`.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use super::spec::{Mount, MountKind, RunSpec};
+use super::sys::{Attrs, Op};
+
+/// Where the staging tmpfs is mounted before the first pivot; it never shows on the host
+/// (the mount namespace is private by then).
+const STAGE: &str = "/tmp";
+/// The new root and the host's root, inside the staging tmpfs.
+const NEW: &str = "/newroot";
+const OLD: &str = "/oldroot";
+/// An empty, unreadable file bound over denied files.
+const EMPTY: &str = "/empty";
+
+/// The devices a sandbox gets.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// What kind of thing a host path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink(PathBuf),
+}
+
+/// Questions about the host's file system.
+pub trait HostFs {
+    /// `lstat`: `None` when the path does not exist.
+    fn kind(&self, path: &Path) -> Option<Kind>;
+}
+
+/// The real file system.
+pub struct RealFs;
+
+impl HostFs for RealFs {
+    fn kind(&self, path: &Path) -> Option<Kind> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(if m.file_type().is_symlink() {
+            Kind::Symlink(std::fs::read_link(path).ok()?)
+        } else if m.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        })
+    }
+}
+
+/// The two halves of the plan: `prepare` builds the new root (the control socket is bound
+/// into it after), `enter` makes it read-only and pivots into it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub prepare: Vec<Op>,
+    pub enter: Vec<Op>,
+    /// Things skipped, for the supervisor to print (missing read paths).
+    pub notes: Vec<String>,
+}
+
+/// Options the spec alone does not decide.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The worker's uid and gid inside, for the generated `/etc/passwd`.
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    /// Make `/run/devbox` for the control socket.
+    pub control_dir: bool,
+    /// Enforce `exec.allow` with mounts (when Landlock is unavailable): every bind is
+    /// `noexec` but library directories and the allowed binaries themselves.
+    pub exec_by_mounts: bool,
+}
+
+/// Where the control socket is, inside the sandbox.
+pub const CONTROL_SOCKET: &str = "/run/devbox/control.sock";
+
+/// The control socket's path while the new root is being built.
+pub fn control_socket_staged() -> PathBuf {
+    under(NEW, Path::new(CONTROL_SOCKET))
+}
+
+fn under(root: &str, p: &Path) -> PathBuf {
+    let mut out = PathBuf::from(root);
+    for c in p.components() {
+        if let Component::Normal(n) = c {
+            out.push(n);
+        }
+    }
+    out
+}
+
+fn nosuid_nodev() -> Attrs {
+    Attrs {
+        nosuid: true,
+        nodev: true,
+        ..Attrs::default()
+    }
+}
+
+/// Lexically normalises `p` (`.` and `..`) as an absolute path.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Resolves `path` on the host the way the kernel would, collecting every symbolic link
+/// met on the way (as `(link, target)`) so the sandbox can show the same links. `None`
+/// when something on the way does not exist or the links loop.
+pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+    let mut links = Vec::new();
+    let mut pending: Vec<PathBuf> = normalize(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(name) = pending.pop() {
+        let next = cur.join(&name);
+        match host.kind(&next)? {
+            Kind::Symlink(to) => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                links.push((next.clone(), to.clone()));
+                let target = if to.is_absolute() {
+                    to.clone()
+                } else {
+                    cur.join(&to)
+                };
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(PathBuf::from(n)),
+                        Component::ParentDir => pending.push(PathBuf::from("..")),
+                        _ => {}
+                    }
+                }
+                // `target` is absolute either way: resolve it from the top.
+                cur = PathBuf::from("/");
+            }
+            _ if name == Path::new("..") => {
+                cur.pop();
+            }
+            _ => cur = next,
+        }
+    }
+    Some((cur, links))
+}
+
+fn is_library_dir(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("lib") && !n.starts_with("libexec"))
+}
+
+/// Plans the sandbox's root for `spec`.
+pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
+    let mut p = Plan::default();
+    let ops = &mut p.prepare;
+    ops.push(Op::MakePrivate);
+    ops.push(Op::Tmpfs {
+        path: STAGE.into(),
+        mode: 0o755,
+        size: None,
+        attrs: nosuid_nodev(),
+    });
+    ops.push(Op::Mkdir(under(STAGE, Path::new(NEW))));
+    ops.push(Op::Mkdir(under(STAGE, Path::new(OLD))));
+    ops.push(Op::PivotRoot {
+        new_root: STAGE.into(),
+        put_old: under(STAGE, Path::new(OLD)),
+    });
+    ops.push(Op::Chdir("/".into()));
+    ops.push(Op::WriteFile {
+        path: EMPTY.into(),
+        contents: Vec::new(),
+        mode: 0,
+    });
+    ops.push(Op::Tmpfs {
+        path: NEW.into(),
+        mode: 0o755,
+        size: None,
+        attrs: nosuid_nodev(),
+    });
+
+    let covered = |path: &Path| {
+        spec.mounts
+            .iter()
+            .any(|m| m.kind != MountKind::Deny && path.starts_with(&m.path))
+    };
+    let own_tmp = !spec.mounts.iter().any(|m| m.path == Path::new("/tmp"));
+    if own_tmp {
+        ops.push(Op::Mkdir(under(NEW, Path::new("/tmp"))));
+        ops.push(Op::Tmpfs {
+            path: under(NEW, Path::new("/tmp")),
+            mode: 0o1777,
+            size: None,
+            attrs: nosuid_nodev(),
+        });
+    }
+
+    let mut linked: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut bound: Vec<PathBuf> = Vec::new();
+    for m in &spec.mounts {
+        bind_one(m, host, opts, &mut linked, &mut bound, ops, &mut p.notes);
+    }
+    if opts.exec_by_mounts {
+        exec_mounts(spec, host, &mut linked, ops);
+    }
+
+    // /proc, with the kernel knobs read-only.
+    let proc_ = under(NEW, Path::new("/proc"));
+    ops.push(Op::Mkdir(proc_.clone()));
+    ops.push(Op::Proc(proc_.clone()));
+    for knob in ["sys", "sysrq-trigger"] {
+        // Same kernel inside and out: what the host's /proc lacks, the sandbox's lacks too.
+        if host.kind(&Path::new("/proc").join(knob)).is_none() {
+            continue;
+        }
+        let k = proc_.join(knob);
+        ops.push(Op::Bind {
+            src: k.clone(),
+            dst: k.clone(),
+        });
+        ops.push(Op::SetAttrs {
+            path: k,
+            attrs: Attrs {
+                readonly: true,
+                ..nosuid_nodev()
+            },
+            recursive: true,
+        });
+    }
+
+    // A minimal /dev.
+    let dev = under(NEW, Path::new("/dev"));
+    ops.push(Op::Mkdir(dev.clone()));
+    ops.push(Op::Tmpfs {
+        path: dev.clone(),
+        mode: 0o755,
+        size: None,
+        attrs: Attrs {
+            nosuid: true,
+            noexec: true,
+            ..Attrs::default()
+        },
+    });
+    for d in DEVICES {
+        let dst = dev.join(d);
+        ops.push(Op::Touch(dst.clone()));
+        ops.push(Op::Bind {
+            src: under(OLD, &Path::new("/dev").join(d)),
+            dst,
+        });
+    }
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            to: to.into(),
+            path: dev.join(name),
+        });
+    }
+    ops.push(Op::Mkdir(dev.join("shm")));
+    ops.push(Op::Tmpfs {
+        path: dev.join("shm"),
+        mode: 0o1777,
+        size: None,
+        attrs: Attrs {
+            noexec: true,
+            ..nosuid_nodev()
+        },
+    });
+
+    // Who is who, when the policy does not show the host's files.
+    let etc = |name: &str| Path::new("/etc").join(name);
+    if !covered(&etc("passwd")) {
+        let (u, g) = (opts.uid, opts.gid);
+        let mut text = String::from("root:x:0:0:root:/root:/bin/sh\n");
+        if u != 0 {
+            text.push_str(&format!("user:x:{u}:{g}:sandbox:/tmp:/bin/sh\n"));
+        }
+        text.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        ops.push(Op::WriteFile {
+            path: under(NEW, &etc("passwd")),
+            contents: text.into_bytes(),
+            mode: 0o644,
+        });
+    }
+    if !covered(&etc("group")) {
+        let g = opts.gid;
+        let mut text = String::from("root:x:0:\n");
+        if g != 0 {
+            text.push_str(&format!("user:x:{g}:\n"));
+        }
+        text.push_str("nogroup:x:65534:\n");
+        ops.push(Op::WriteFile {
+            path: under(NEW, &etc("group")),
+            contents: text.into_bytes(),
+            mode: 0o644,
+        });
+    }
+    if !covered(&etc("hosts")) {
+        ops.push(Op::WriteFile {
+            path: under(NEW, &etc("hosts")),
+            contents: format!("127.0.0.1 localhost {}\n::1 localhost\n", opts.hostname)
+                .into_bytes(),
+            mode: 0o644,
+        });
+    }
+    if !covered(&spec.workdir) {
+        ops.push(Op::Mkdir(under(NEW, &spec.workdir)));
+    }
+    if opts.control_dir {
+        ops.push(Op::Mkdir(under(NEW, Path::new("/run/devbox"))));
+    }
+
+    // Enter: the root itself read-only, pivot onto it, drop the staging tree and the host.
+    p.enter = vec![
+        Op::SetAttrs {
+            path: NEW.into(),
+            attrs: Attrs {
+                readonly: true,
+                ..nosuid_nodev()
+            },
+            recursive: false,
+        },
+        Op::Chdir(NEW.into()),
+        Op::PivotRoot {
+            new_root: ".".into(),
+            put_old: ".".into(),
+        },
+        Op::Detach(".".into()),
+        Op::Chdir("/".into()),
+    ];
+    p
+}
+
+/// Mirrors the symbolic links on the way to a path into the new root, once each.
+fn mirror_links(links: &[(PathBuf, PathBuf)], linked: &mut BTreeSet<PathBuf>, ops: &mut Vec<Op>) {
+    for (link, to) in links {
+        if linked.insert(link.clone()) {
+            ops.push(Op::Symlink {
+                to: to.clone(),
+                path: under(NEW, link),
+            });
+        }
+    }
+}
+
+fn bind_one(
+    m: &Mount,
+    host: &dyn HostFs,
+    opts: &Options,
+    linked: &mut BTreeSet<PathBuf>,
+    bound: &mut Vec<PathBuf>,
+    ops: &mut Vec<Op>,
+    notes: &mut Vec<String>,
+) {
+    let Some((real, links)) = resolve(host, &m.path) else {
+        if m.kind != MountKind::Deny {
+            notes.push(format!(
+                "{} does not exist on this machine; not shown in the sandbox",
+                m.path.display()
+            ));
+        }
+        return;
+    };
+    let kind = host.kind(&real);
+    let visible = bound.iter().any(|b| real.starts_with(b));
+    match m.kind {
+        MountKind::Deny => {
+            // Only what is shown needs covering; a link is covered at its target.
+            if !visible {
+                return;
+            }
+            mirror_links(&links, linked, ops);
+            let dst = under(NEW, &real);
+            if kind == Some(Kind::Dir) {
+                ops.push(Op::Tmpfs {
+                    path: dst,
+                    mode: 0,
+                    size: Some(4096),
+                    attrs: Attrs {
+                        readonly: true,
+                        noexec: true,
+                        ..nosuid_nodev()
+                    },
+                });
+            } else {
+                ops.push(Op::Bind {
+                    src: EMPTY.into(),
+                    dst: dst.clone(),
+                });
+                ops.push(Op::SetAttrs {
+                    path: dst,
+                    attrs: Attrs {
+                        readonly: true,
+                        noexec: true,
+                        ..nosuid_nodev()
+                    },
+                    recursive: false,
+                });
+            }
+        }
+        MountKind::ReadOnly | MountKind::ReadWrite => {
+            mirror_links(&links, linked, ops);
+            let dst = under(NEW, &real);
+            ops.push(if kind == Some(Kind::Dir) {
+                Op::Mkdir(dst.clone())
+            } else {
+                Op::Touch(dst.clone())
+            });
+            ops.push(Op::Bind {
+                src: under(OLD, &real),
+                dst: dst.clone(),
+            });
+            ops.push(Op::SetAttrs {
+                path: dst,
+                attrs: Attrs {
+                    readonly: m.kind == MountKind::ReadOnly,
+                    noexec: opts.exec_by_mounts && !is_library_dir(&real),
+                    ..nosuid_nodev()
+                },
+                recursive: true,
+            });
+            bound.push(real);
+        }
+    }
+}
+
+/// Without Landlock, `exec.allow` is kept by mounts: everything was bound `noexec`, so
+/// bind the library directories (the loader maps code from them) and each allowed binary
+/// (and its interpreter) again, executable.
+fn exec_mounts(
+    spec: &RunSpec,
+    host: &dyn HostFs,
+    linked: &mut BTreeSet<PathBuf>,
+    ops: &mut Vec<Op>,
+) {
+    let mut again: Vec<PathBuf> = Vec::new();
+    for m in &spec.mounts {
+        if m.kind == MountKind::Deny {
+            continue;
+        }
+        for lib in ["lib", "lib32", "lib64", "libx32"] {
+            let p = m.path.join(lib);
+            if let Some((real, _)) = resolve(host, &p) {
+                if host.kind(&real) == Some(Kind::Dir) && !again.contains(&real) {
+                    again.push(real);
+                }
+            }
+        }
+    }
+    for b in &spec.exec_allow {
+        if let Some((real, links)) = resolve(host, b) {
+            mirror_links(&links, linked, ops);
+            if !again.contains(&real) {
+                again.push(real);
+            }
+        }
+    }
+    for real in again {
+        let dst = under(NEW, &real);
+        let dir = host.kind(&real) == Some(Kind::Dir);
+        ops.push(if dir {
+            Op::Mkdir(dst.clone())
+        } else {
+            Op::Touch(dst.clone())
+        });
+        ops.push(Op::Bind {
+            src: under(OLD, &real),
+            dst: dst.clone(),
+        });
+        ops.push(Op::SetAttrs {
+            path: dst,
+            attrs: Attrs {
+                readonly: true,
+                ..nosuid_nodev()
+            },
+            recursive: dir,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Limits;
+    use crate::runner::spec::Net;
+    use std::collections::BTreeMap;
+
+    /// A Debian-like host: /bin and /lib are links into /usr.
+    struct Fake(BTreeMap<PathBuf, Kind>);
+
+    impl Fake {
+        fn debian() -> Self {
+            let mut m = BTreeMap::new();
+            for d in [
+                "/usr", "/usr/bin", "/usr/lib", "/etc", "/etc/ssl", "/home", "/home/u",
+            ] {
+                m.insert(PathBuf::from(d), Kind::Dir);
+            }
+            for f in [
+                "/usr/bin/sh",
+                "/usr/bin/python3.11",
+                "/etc/shadow",
+                "/etc/hostname",
+            ] {
+                m.insert(PathBuf::from(f), Kind::File);
+            }
+            m.insert("/bin".into(), Kind::Symlink("usr/bin".into()));
+            m.insert(
+                "/usr/bin/python3".into(),
+                Kind::Symlink("python3.11".into()),
+            );
+            m.insert("/lib".into(), Kind::Symlink("/usr/lib".into()));
+            m.insert("/home/u/.ssh".into(), Kind::Dir);
+            Self(m)
+        }
+    }
+
+    impl HostFs for Fake {
+        fn kind(&self, path: &Path) -> Option<Kind> {
+            self.0.get(path).cloned()
+        }
+    }
+
+    fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
+        RunSpec {
+            name: "t".into(),
+            argv: vec!["/bin/sh".into()],
+            workdir: "/tmp".into(),
+            env: vec![],
+            mounts: mounts
+                .iter()
+                .map(|(p, k)| Mount {
+                    path: p.into(),
+                    kind: *k,
+                })
+                .collect(),
+            net: Net::None,
+            exec_allow: vec![],
+            limits: Limits::default(),
+            decisions: vec![],
+        }
+    }
+
+    #[test]
+    fn links_are_resolved_and_remembered() {
+        let h = Fake::debian();
+        let (real, links) = resolve(&h, Path::new("/bin/sh")).unwrap();
+        assert_eq!(real, Path::new("/usr/bin/sh"));
+        assert_eq!(links, [(PathBuf::from("/bin"), PathBuf::from("usr/bin"))]);
+        // A relative link below the top, met after another link.
+        let (real, links) = resolve(&h, Path::new("/bin/python3")).unwrap();
+        assert_eq!(real, Path::new("/usr/bin/python3.11"));
+        assert_eq!(links.len(), 2);
+        let (real, _) = resolve(&h, Path::new("/lib/../etc")).unwrap();
+        assert_eq!(real, Path::new("/etc"));
+        assert!(resolve(&h, Path::new("/nope/x")).is_none());
+    }
+
+    #[test]
+    fn the_root_is_built_privately_then_entered_and_the_host_detached() {
+        let h = Fake::debian();
+        let p = plan(
+            &spec(&[("/usr", MountKind::ReadOnly), ("/bin", MountKind::ReadOnly)]),
+            &h,
+            &Options::default(),
+        );
+        assert_eq!(p.prepare[0], Op::MakePrivate);
+        assert!(
+            matches!(&p.prepare[4], Op::PivotRoot { new_root, .. } if new_root == Path::new("/tmp"))
+        );
+        // /bin shows as the same link, and its target is bound once, read-only.
+        assert!(p.prepare.contains(&Op::Symlink {
+            to: "usr/bin".into(),
+            path: "/newroot/bin".into()
+        }));
+        let binds: Vec<_> = p
+            .prepare
+            .iter()
+            .filter_map(|o| match o {
+                Op::Bind { src, dst } if src.starts_with("/oldroot/usr") => Some(dst.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [PathBuf::from("/newroot/usr"), "/newroot/usr/bin".into()]
+        );
+        assert_eq!(
+            p.enter,
+            [
+                Op::SetAttrs {
+                    path: "/newroot".into(),
+                    attrs: Attrs {
+                        readonly: true,
+                        nosuid: true,
+                        nodev: true,
+                        noexec: false
+                    },
+                    recursive: false
+                },
+                Op::Chdir("/newroot".into()),
+                Op::PivotRoot {
+                    new_root: ".".into(),
+                    put_old: ".".into()
+                },
+                Op::Detach(".".into()),
+                Op::Chdir("/".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn denied_paths_are_covered_only_where_visible() {
+        let h = Fake::debian();
+        let p = plan(
+            &spec(&[
+                ("/etc", MountKind::ReadOnly),
+                ("/etc/shadow", MountKind::Deny),
+                ("/home/u/.ssh", MountKind::Deny),
+            ]),
+            &h,
+            &Options::default(),
+        );
+        assert!(p.prepare.contains(&Op::Bind {
+            src: "/empty".into(),
+            dst: "/newroot/etc/shadow".into()
+        }));
+        // ~/.ssh is not shown at all, so nothing is mounted for it.
+        assert!(!p.prepare.iter().any(|o| format!("{o:?}").contains(".ssh")));
+        // The host's /etc is shown, so no passwd is generated over it.
+        assert!(!p
+            .prepare
+            .iter()
+            .any(|o| matches!(o, Op::WriteFile { path, .. } if path.ends_with("passwd"))));
+    }
+
+    #[test]
+    fn missing_read_paths_are_noted_not_fatal() {
+        let h = Fake::debian();
+        let p = plan(
+            &spec(&[("/lib64", MountKind::ReadOnly)]),
+            &h,
+            &Options::default(),
+        );
+        assert_eq!(
+            p.notes,
+            ["/lib64 does not exist on this machine; not shown in the sandbox"]
+        );
+    }
+
+    #[test]
+    fn exec_by_mounts_binds_everything_noexec_but_libraries_and_allowed_binaries() {
+        let h = Fake::debian();
+        let mut s = spec(&[("/usr", MountKind::ReadOnly)]);
+        s.exec_allow = vec!["/bin/sh".into()];
+        let p = plan(
+            &s,
+            &h,
+            &Options {
+                exec_by_mounts: true,
+                ..Options::default()
+            },
+        );
+        let attrs_of = |dst: &str| {
+            p.prepare
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    Op::SetAttrs { path, attrs, .. } if path == Path::new(dst) => Some(*attrs),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert!(attrs_of("/newroot/usr").noexec);
+        assert!(!attrs_of("/newroot/usr/lib").noexec);
+        assert!(!attrs_of("/newroot/usr/bin/sh").noexec);
+    }
+}

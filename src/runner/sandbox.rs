@@ -1,0 +1,356 @@
+//! The inside of a sandbox: the code that runs in the cloned process (pid 1 of the new pid
+//! namespace, the "init") and in the worker it forks. Everything here was prepared by the
+//! supervisor before cloning; this side only makes system calls, reports one line to the
+//! supervisor on failure, and never returns.
+//!
+//! Sequence in the init: uid/gid maps (with `setgroups` denied first), hostname, loopback,
+//! the root file system (see `rootfs`), the control socket, pivot_root, the proxy's
+//! listener; then it hands the listeners to the supervisor, waits for "go", forks the
+//! worker and reaps until the worker exits. The worker: new session, stray descriptors
+//! closed, signals reset, working directory, rlimits, capabilities dropped (bounding set
+//! included) with no_new_privs, Landlock, seccomp, execve.
+
+use std::ffi::CString;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::libc;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::unistd::Pid;
+
+use super::sys::{self, Kernel, Op};
+use crate::config::model::Limits;
+
+/// What the supervisor prepared for the inside.
+pub struct Inside {
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    /// Bring up loopback (own network namespace).
+    pub loopback: bool,
+    /// Bind the egress proxy's listener on loopback.
+    pub proxy: bool,
+    /// Bind the control socket.
+    pub control: bool,
+    pub prepare: Vec<Op>,
+    pub enter: Vec<Op>,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    /// The worker's `PATH`, for finding a command without a slash.
+    pub path: Vec<PathBuf>,
+    pub workdir: PathBuf,
+    pub limits: Limits,
+    /// Limits memory and pids with rlimits: no cgroup could be made.
+    pub rlimit_fallback: bool,
+    pub landlock: Option<super::landlock::Rules>,
+    pub seccomp: seccompiler::BpfProgram,
+    /// The signals the supervisor forwards (blocked here; read through a signalfd).
+    pub forwarded: SigSet,
+}
+
+/// The descriptors the inside keeps: its end of the supervisor's socket, the read end of
+/// the pipe only the supervisor holds open (EOF = the supervisor died), and the write end
+/// of the pipe the worker reports an exec failure on.
+pub struct Fds {
+    pub sock: OwnedFd,
+    pub alive: OwnedFd,
+    pub exec_err: OwnedFd,
+}
+
+/// Exit code of the init when the sandbox could not be set up.
+pub const EXIT_SETUP: i32 = 125;
+
+/// Reports `msg` to the supervisor and exits.
+fn fail(sock: RawFd, msg: &str) -> ! {
+    let line = format!("ERR {msg}");
+    let _ = nix::unistd::write(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) },
+        line.as_bytes(),
+    );
+    unsafe { libc::_exit(EXIT_SETUP) }
+}
+
+fn write_file(path: &str, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {path}: {e}"))
+}
+
+/// The init's whole life. Runs in the cloned child; never returns.
+pub fn init(inside: Inside, fds: Fds) -> ! {
+    let sock = fds.sock.as_raw_fd();
+    // Die with the supervisor: PDEATHSIG for the common case, the `alive` pipe for
+    // everything PDEATHSIG misses (it follows the parent *thread*).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if let Err(e) = setup(&inside) {
+        fail(sock, &e);
+    }
+    let mut listeners: Vec<OwnedFd> = Vec::new();
+    let mut env = inside.env.clone();
+    if inside.control {
+        match std::os::unix::net::UnixListener::bind(super::rootfs::control_socket_staged()) {
+            Ok(l) => listeners.push(l.into()),
+            Err(e) => fail(sock, &format!("binding the control socket: {e}")),
+        }
+        env.push(cstring(&format!(
+            "DEVBOX_CONTROL={}",
+            super::rootfs::CONTROL_SOCKET
+        )));
+    }
+    if let Err((e, what)) = sys::execute(&inside.enter, &mut Kernel) {
+        fail(sock, &format!("{what}: {}", e.desc()));
+    }
+    let mut port = 0;
+    if inside.proxy {
+        match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => {
+                port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                listeners.push(l.into());
+            }
+            Err(e) => fail(sock, &format!("binding the proxy port on loopback: {e}")),
+        }
+        let url = format!("http://127.0.0.1:{port}");
+        for v in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            env.push(cstring(&format!("{v}={url}")));
+        }
+    }
+    // Hand the listeners out; they live on in the supervisor only.
+    let msg = format!("OK {port}");
+    let raw: Vec<RawFd> = listeners.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
+    if let Err(e) = sendmsg::<()>(
+        sock,
+        &[IoSlice::new(msg.as_bytes())],
+        cmsgs,
+        MsgFlags::empty(),
+        None,
+    ) {
+        fail(sock, &format!("handing listeners to the supervisor: {e}"));
+    }
+    drop(listeners);
+    // Wait for "go": the supervisor has put us in the cgroup and is serving the proxy.
+    let mut go = [0u8; 8];
+    let mut iov = [IoSliceMut::new(&mut go)];
+    match nix::sys::socket::recvmsg::<()>(sock, &mut iov, None, MsgFlags::empty()) {
+        Ok(r) if r.bytes > 0 => {}
+        _ => unsafe { libc::_exit(EXIT_SETUP) },
+    }
+    let worker = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(fds.sock);
+            drop(fds.alive);
+            worker(&inside, env, fds.exec_err)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => fail(sock, &format!("forking the worker: {e}")),
+    };
+    drop(fds.exec_err);
+    reap(worker, &inside.forwarded, sock, fds.alive)
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+fn setup(inside: &Inside) -> Result<(), String> {
+    // An unprivileged process may map only its own ids, and only after giving up
+    // setgroups (else it could drop groups that deny it access).
+    write_file("/proc/self/setgroups", "deny")?;
+    write_file("/proc/self/uid_map", &format!("{0} {0} 1", inside.uid))?;
+    write_file("/proc/self/gid_map", &format!("{0} {0} 1", inside.gid))?;
+    nix::unistd::sethostname(&inside.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    if inside.loopback {
+        loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;
+    }
+    sys::execute(&inside.prepare, &mut Kernel).map_err(|(e, what)| format!("{what}: {}", e.desc()))
+}
+
+/// `ip link set lo up`, with one ioctl.
+fn loopback_up() -> Result<(), nix::errno::Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let s = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: a valid socket and a fully initialised ifreq.
+    let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// Pid 1's loop: reap every child; forward the supervisor's signals to the worker; when
+/// the worker is gone, report how it ended and exit (the kernel then kills whatever is left
+/// in the pid namespace). If the supervisor dies, exit at once.
+fn reap(worker: Pid, forwarded: &SigSet, sock: RawFd, alive: OwnedFd) -> ! {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut mask = *forwarded;
+    mask.add(Signal::SIGCHLD);
+    let _ = mask.thread_block();
+    let sfd = match SignalFd::new(&mask) {
+        Ok(s) => s,
+        Err(_) => unsafe { libc::_exit(EXIT_SETUP) },
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(sfd.as_fd_ref(), PollFlags::POLLIN),
+            PollFd::new(std::os::fd::AsFd::as_fd(&alive), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        if fds[1].any().unwrap_or(false) {
+            unsafe { libc::_exit(137) };
+        }
+        let Ok(Some(info)) = sfd.read_signal() else {
+            continue;
+        };
+        let sig = info.ssi_signo as i32;
+        if sig != libc::SIGCHLD {
+            let _ = nix::sys::signal::kill(worker, Signal::try_from(sig).ok());
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == worker => {
+                    report(sock, &format!("EXIT {code}"));
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == worker => {
+                    report(sock, &format!("SIGNAL {}", s as i32));
+                    unsafe { libc::_exit(128 + s as i32) }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+trait AsFdRef {
+    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
+}
+
+impl AsFdRef for SignalFd {
+    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+fn report(sock: RawFd, line: &str) {
+    let _ = nix::unistd::write(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) },
+        line.as_bytes(),
+    );
+}
+
+/// The fd the worker reports an exec failure on (close-on-exec, so success says nothing).
+const EXEC_ERR_FD: RawFd = 3;
+
+/// The worker: locks itself down and execs. Never returns.
+fn worker(inside: &Inside, env: Vec<CString>, exec_err: OwnedFd) -> ! {
+    let err_fd = exec_err.into_raw_fd();
+    let die = |code: i32, msg: &str| -> ! {
+        let _ = nix::unistd::write(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(EXEC_ERR_FD) },
+            msg.as_bytes(),
+        );
+        unsafe { libc::_exit(code) }
+    };
+    // The error pipe at a known number; nothing else of ours or the host's past stdio.
+    unsafe {
+        if err_fd != EXEC_ERR_FD {
+            libc::dup3(err_fd, EXEC_ERR_FD, libc::O_CLOEXEC);
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            EXEC_ERR_FD as u32 + 1,
+            u32::MAX,
+            0u32,
+        );
+    }
+    // A new session: no controlling terminal, so TIOCSTI has nothing to push into.
+    let _ = nix::unistd::setsid();
+    // Signals as a fresh process has them (Rust ignores SIGPIPE; the init blocked some).
+    unsafe {
+        for s in 1..libc::SIGRTMAX() {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    if let Err(e) = nix::unistd::chdir(&inside.workdir) {
+        die(
+            EXIT_SETUP,
+            &format!(
+                "working directory {}: {}",
+                inside.workdir.display(),
+                e.desc()
+            ),
+        );
+    }
+    if let Err(e) = super::rlimit::apply(&inside.limits, inside.rlimit_fallback) {
+        die(EXIT_SETUP, &format!("rlimits: {e}"));
+    }
+    if let Err(e) = super::caps::drop_all() {
+        die(EXIT_SETUP, &format!("dropping capabilities: {e}"));
+    }
+    if let Some(rules) = &inside.landlock {
+        if let Err(e) = super::landlock::restrict(rules) {
+            die(EXIT_SETUP, &format!("landlock: {e}"));
+        }
+    }
+    if let Err(e) = super::seccomp::apply(&inside.seccomp) {
+        die(EXIT_SETUP, &format!("seccomp: {e}"));
+    }
+    let prog = &inside.argv[0];
+    let candidates: Vec<CString> = if prog.as_bytes().contains(&b'/') {
+        vec![prog.clone()]
+    } else {
+        inside
+            .path
+            .iter()
+            .map(|d| {
+                let mut p = d.as_os_str().as_encoded_bytes().to_vec();
+                p.push(b'/');
+                p.extend_from_slice(prog.as_bytes());
+                CString::new(p).unwrap_or_default()
+            })
+            .collect()
+    };
+    let mut worst = nix::errno::Errno::ENOENT;
+    for c in &candidates {
+        let e = nix::unistd::execve(c, &inside.argv, &env).unwrap_err();
+        if e != nix::errno::Errno::ENOENT {
+            worst = e;
+        }
+    }
+    let code = if worst == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    die(
+        code,
+        &format!("{}: {}", prog.to_string_lossy(), worst.desc()),
+    )
+}

@@ -1,0 +1,663 @@
+//! The outside of a sandbox: devbox as the trusted supervisor. It plans everything while
+//! still single-threaded, clones the sandbox's init into new user, pid, mount, uts, ipc,
+//! cgroup and (unless `net = "host"`) network namespaces, puts it in a cgroup, serves the
+//! egress proxy and the control socket from the listeners the init hands out, forwards
+//! signals, enforces the wall-clock timeout, and reports how the worker ended.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::libc;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::{
+    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
+use nix::unistd::Pid;
+
+use super::audit::{AuditLog, Event};
+use super::rootfs::{self, RealFs};
+use super::sandbox::{self, Fds, Inside};
+use super::spec::{MountKind, Net, RunSpec};
+use crate::config::model::Decision;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Setup(String),
+    #[error("exec of `{what}` denied by the policy: it is not in exec.allow")]
+    ExecDenied { what: String },
+    #[error("the sandbox could not be set up: {0}")]
+    Inside(String),
+    #[error("devbox run must start from a single-threaded process (this one has {0} threads)")]
+    Threaded(usize),
+}
+
+/// Options that are not part of the policy.
+pub struct Options {
+    pub audit: Arc<AuditLog>,
+    /// Enforce `exec.allow` with mounts even when Landlock is available (tests the
+    /// fallback; also `DEVBOX_NO_LANDLOCK=1`).
+    pub no_landlock: bool,
+    /// Called with each warning (missing paths, limits that could not be applied).
+    pub warn: Box<dyn Fn(&str)>,
+    /// Called once when the worker says READY on the control socket.
+    pub on_ready: Option<Box<dyn FnOnce() + Send>>,
+    /// Serve the control socket.
+    pub control: bool,
+}
+
+/// How the worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code to pass on: the worker's, or 128 + signal.
+    pub code: i32,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    pub pids_limit_hit: bool,
+    /// The worker could not be executed (not found, not allowed, …).
+    pub exec_error: Option<String>,
+}
+
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// Resolves `prog` the way the worker's exec will (on the worker's PATH), on the host's
+/// file system, which the sandbox shows at the same paths.
+fn which_in(prog: &str, path: &[PathBuf]) -> Option<PathBuf> {
+    if prog.contains('/') {
+        return Some(PathBuf::from(prog));
+    }
+    path.iter().map(|d| d.join(prog)).find(|p| p.is_file())
+}
+
+fn landlock_abi() -> i32 {
+    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        ) as i32
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// The signals forwarded to the worker, plus SIGCHLD, all read through signalfds.
+fn forwarded() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// Runs `spec` to completion.
+pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
+    let n = threads();
+    if n > 1 {
+        return Err(Error::Threaded(n));
+    }
+    let audit = &opts.audit;
+    let start = Instant::now();
+    for d in &spec.decisions {
+        audit.record(&Event {
+            kind: d.kind,
+            decision: d.decision,
+            what: &d.what,
+            rule: &d.rule,
+        });
+    }
+    let env_path: Vec<PathBuf> = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::env::split_paths(v).collect())
+        .unwrap_or_default();
+    let prog = spec
+        .argv
+        .first()
+        .ok_or_else(|| Error::Setup("no command to run".into()))?;
+    let resolved = which_in(prog, &env_path);
+    if !spec.exec_allow.is_empty() {
+        let allowed = resolved.as_ref().is_some_and(|r| {
+            let real = std::fs::canonicalize(r).unwrap_or_else(|_| r.clone());
+            spec.exec_allow
+                .iter()
+                .any(|a| a == r || std::fs::canonicalize(a).is_ok_and(|ar| ar == real))
+        });
+        let what = resolved
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| prog.clone());
+        audit.record(&Event {
+            kind: "exec",
+            decision: if allowed {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            },
+            what: &what,
+            rule: "exec.allow",
+        });
+        if !allowed {
+            return Err(Error::ExecDenied { what });
+        }
+    }
+
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let hostname = format!("devbox-{}", sanitize(&spec.name));
+    let abi = landlock_abi();
+    let use_landlock = abi > 0 && !opts.no_landlock;
+    let exec_by_mounts = !spec.exec_allow.is_empty() && !use_landlock;
+    let plan = rootfs::plan(
+        spec,
+        &RealFs,
+        &rootfs::Options {
+            uid,
+            gid,
+            hostname: hostname.clone(),
+            control_dir: opts.control,
+            exec_by_mounts,
+        },
+    );
+    for n in &plan.notes {
+        (opts.warn)(n);
+    }
+    for m in &spec.mounts {
+        if m.kind == MountKind::ReadWrite && !m.path.exists() {
+            return Err(Error::Setup(format!(
+                "writable path {} does not exist\nhint: create it, or declare it under [data.dirs] so devbox makes it",
+                m.path.display()
+            )));
+        }
+    }
+    let landlock = use_landlock.then(|| landlock_rules(spec));
+    let seccomp = super::seccomp::program().map_err(|e| Error::Setup(format!("seccomp: {e}")))?;
+
+    // The cgroup, or rlimits when none can be made.
+    let wants_cgroup =
+        spec.limits.memory.is_some() || spec.limits.pids.is_some() || spec.limits.cpus.is_some();
+    let mut cgroup = None;
+    if wants_cgroup {
+        match super::cgroup::create(&spec.name, &spec.limits) {
+            Ok(super::cgroup::Placement::Cgroup(c)) => cgroup = Some(c),
+            Ok(super::cgroup::Placement::Unavailable { reason }) => (opts.warn)(&format!(
+                "no cgroup for the limits ({reason}); memory and pids are limited with rlimits instead{}",
+                if spec.limits.cpus.is_some() { ", cpus not at all" } else { "" }
+            )),
+            Err(e) => (opts.warn)(&format!(
+                "no cgroup for the limits ({e}); memory and pids are limited with rlimits instead"
+            )),
+        }
+    }
+
+    let mut env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect();
+    env.sort();
+    let inside = Inside {
+        uid,
+        gid,
+        hostname,
+        loopback: spec.net != Net::Host,
+        proxy: matches!(spec.net, Net::Proxy(_)),
+        control: opts.control,
+        prepare: plan.prepare,
+        enter: plan.enter,
+        argv: spec.argv.iter().map(|a| cstr(a)).collect(),
+        env,
+        path: env_path,
+        workdir: spec.workdir.clone(),
+        limits: spec.limits.clone(),
+        rlimit_fallback: wants_cgroup && cgroup.is_none(),
+        landlock,
+        seccomp,
+        forwarded: forwarded(),
+    };
+
+    let (outer, inner) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::Setup(format!("socketpair: {e}")))?;
+    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Setup(format!("pipe: {e}")))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Setup(format!("pipe: {e}")))?;
+
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP;
+    if spec.net != Net::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let mask = forwarded();
+    let old_mask = mask
+        .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
+        .map_err(|e| Error::Setup(format!("sigprocmask: {e}")))?;
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: the process is single-threaded (checked above), so the child may run
+    // arbitrary code; a null stack makes clone behave like fork.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        drop(outer);
+        drop(alive_w);
+        drop(err_r);
+        sandbox::init(
+            inside,
+            Fds {
+                sock: inner,
+                alive: alive_r,
+                exec_err: err_w,
+            },
+        );
+    }
+    drop(inner);
+    drop(alive_r);
+    drop(err_w);
+    if pid < 0 {
+        let e = nix::errno::Errno::last();
+        let _ = old_mask.thread_set_mask();
+        return Err(Error::Setup(format!(
+            "creating namespaces: {}{}",
+            e.desc(),
+            if e == nix::errno::Errno::EPERM || e == nix::errno::Errno::ENOSPC {
+                "\nhint: user namespaces may be disabled; `devbox doctor` checks them"
+            } else {
+                ""
+            }
+        )));
+    }
+    let init = Pid::from_raw(pid as i32);
+    let mut on_ready = opts.on_ready.take();
+    let result = supervise(
+        spec,
+        &opts,
+        init,
+        &outer,
+        cgroup.as_ref(),
+        start,
+        &mut on_ready,
+    );
+    // Whatever happened, nothing of the sandbox outlives this call.
+    let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+    let status = nix::sys::wait::waitpid(init, None);
+    drop(alive_w);
+    let _ = old_mask.thread_set_mask();
+    let mut outcome = result?;
+    if outcome.code == 0 && outcome.signal.is_none() {
+        if let Ok(nix::sys::wait::WaitStatus::Exited(_, c)) = status {
+            outcome.code = c;
+        }
+    }
+    let mut err = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut err);
+    if !err.is_empty() {
+        outcome.exec_error = Some(err);
+    }
+    if let Some(c) = cgroup {
+        outcome.oom_killed = c.oom_killed();
+        outcome.pids_limit_hit = c.pids_limit_hit();
+        c.remove();
+    }
+    let end = format!(
+        "exit {}{}{}{} after {} ms",
+        outcome.code,
+        if outcome.timed_out { " (timeout)" } else { "" },
+        if outcome.oom_killed {
+            " (memory limit)"
+        } else {
+            ""
+        },
+        if outcome.pids_limit_hit {
+            " (pids limit)"
+        } else {
+            ""
+        },
+        start.elapsed().as_millis()
+    );
+    audit.record(&Event {
+        kind: "lifecycle",
+        decision: if outcome.timed_out || outcome.oom_killed {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
+        what: &end,
+        rule: if outcome.timed_out {
+            "limits.timeout"
+        } else if outcome.oom_killed {
+            "limits.memory"
+        } else {
+            "exit"
+        },
+    });
+    Ok(outcome)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(48)
+        .collect()
+}
+
+/// Landlock's view of the policy: read everything the sandbox shows (mounts already limit
+/// that), write only the writable paths and the sandbox's own scratch space, execute only
+/// the allowed binaries (and their loaders) when an allow list is given.
+fn landlock_rules(spec: &RunSpec) -> super::landlock::Rules {
+    let mut write: Vec<PathBuf> = spec
+        .mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::ReadWrite)
+        .map(|m| m.path.clone())
+        .collect();
+    write.extend(
+        [
+            "/tmp",
+            "/dev/shm",
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/tty",
+        ]
+        .map(PathBuf::from),
+    );
+    let exec = spec.exec_allow.clone();
+    super::landlock::Rules {
+        read: vec![PathBuf::from("/")],
+        write,
+        exec,
+    }
+}
+
+/// Everything between the clone and the init's end.
+fn supervise(
+    spec: &RunSpec,
+    opts: &Options,
+    init: Pid,
+    sock: &OwnedFd,
+    cgroup: Option<&super::cgroup::Cgroup>,
+    start: Instant,
+    on_ready: &mut Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Outcome, Error> {
+    if let Some(c) = cgroup {
+        c.add(init)
+            .map_err(|e| Error::Setup(format!("joining the cgroup: {e}")))?;
+    }
+    // The init's report: "OK port" with the listeners, or "ERR why".
+    let mut buf = [0u8; 4096];
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let (text, fds) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::Inside(format!("no word from the sandbox: {e}")))?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for c in msg.cmsgs().map_err(|e| Error::Inside(e.to_string()))? {
+            if let ControlMessageOwned::ScmRights(v) = c {
+                // SAFETY: descriptors just received, owned by no one else.
+                fds.extend(v.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            }
+        }
+        let n = msg.bytes;
+        (String::from_utf8_lossy(&buf[..n]).to_string(), fds)
+    };
+    if let Some(why) = text.strip_prefix("ERR ") {
+        return Err(Error::Inside(why.to_string()));
+    }
+    if text.is_empty() {
+        return Err(Error::Inside(
+            "the sandbox's init exited during setup".into(),
+        ));
+    }
+    let mut fds = fds.into_iter();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut control = None;
+    if opts.control {
+        let l = fds
+            .next()
+            .ok_or_else(|| Error::Inside("no control socket".into()))?;
+        let listener = std::os::unix::net::UnixListener::from(l);
+        let name = spec.name.clone();
+        let started = start;
+        control = Some(
+            crate::ipc::control::ControlServer::start(
+                listener,
+                crate::ipc::control::same_pid_namespace(init, nix::unistd::geteuid()),
+                move || {
+                    serde_json::json!({
+                        "worker": name,
+                        "pid": init.as_raw(),
+                        "uptime_ms": started.elapsed().as_millis() as u64,
+                    })
+                },
+                ready_tx,
+            )
+            .map_err(|e| Error::Setup(format!("control socket: {e}")))?,
+        );
+    }
+    if let Net::Proxy(rules) = &spec.net {
+        let l = fds
+            .next()
+            .ok_or_else(|| Error::Inside("no proxy listener".into()))?;
+        super::proxy::serve(
+            std::net::TcpListener::from(l),
+            rules.clone(),
+            opts.audit.clone(),
+        )
+        .map_err(|e| Error::Setup(format!("egress proxy: {e}")))?;
+    }
+    nix::unistd::write(sock, b"go")
+        .map_err(|e| Error::Inside(format!("starting the worker: {e}")))?;
+
+    wait(
+        spec,
+        opts,
+        init,
+        sock,
+        control.as_ref(),
+        &ready_rx,
+        start,
+        on_ready,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wait(
+    spec: &RunSpec,
+    opts: &Options,
+    init: Pid,
+    sock: &OwnedFd,
+    control: Option<&crate::ipc::control::ControlServer>,
+    events: &mpsc::Receiver<crate::ipc::control::ControlEvent>,
+    start: Instant,
+    on_ready: &mut Option<Box<dyn FnOnce() + Send>>,
+) -> Result<Outcome, Error> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let sfd = nix::sys::signalfd::SignalFd::new(&forwarded())
+        .map_err(|e| Error::Setup(format!("signalfd: {e}")))?;
+    let deadline = spec
+        .limits
+        .timeout_ms
+        .map(|ms| start + Duration::from_millis(ms));
+    let mut timed_out = false;
+    let mut kill_at: Option<Instant> = None;
+    let mut report = String::new();
+    let mut done = false;
+    loop {
+        while let Ok(ev) = events.try_recv() {
+            match ev {
+                crate::ipc::control::ControlEvent::Ready => {
+                    opts.audit.record(&Event {
+                        kind: "lifecycle",
+                        decision: Decision::Allow,
+                        what: "READY",
+                        rule: "control",
+                    });
+                    if let Some(f) = on_ready.take() {
+                        f();
+                    }
+                }
+                crate::ipc::control::ControlEvent::StopRequested => {
+                    let _ = nix::sys::signal::kill(init, Signal::SIGTERM);
+                }
+                crate::ipc::control::ControlEvent::Rejected {
+                    reason, excerpt, ..
+                } => {
+                    opts.audit.record(&Event {
+                        kind: "control",
+                        decision: Decision::Deny,
+                        what: &excerpt,
+                        rule: &format!("control: {reason}"),
+                    });
+                }
+            }
+        }
+        if done {
+            break;
+        }
+        let now = Instant::now();
+        let next = [deadline.filter(|_| !timed_out), kill_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match next {
+            Some(t) if t <= now => PollTimeout::ZERO,
+            Some(t) => PollTimeout::from((t - now).as_millis().min(250) as u16),
+            None if control.is_some() => PollTimeout::from(250u16),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Setup(format!("poll: {e}"))),
+        }
+        if fds[0].any().unwrap_or(false) {
+            if let Ok(Some(info)) = sfd.read_signal() {
+                let sig = info.ssi_signo as i32;
+                if sig != libc::SIGCHLD {
+                    // The init relays it to the worker; a worker on the control plane
+                    // also hears STOP for the signals that mean "stop".
+                    let _ = nix::sys::signal::kill(init, Signal::try_from(sig).ok());
+                    if let (Some(c), libc::SIGTERM | libc::SIGINT) = (control, sig) {
+                        c.request_stop();
+                    }
+                }
+            }
+        }
+        if fds[1].any().unwrap_or(false) {
+            let mut buf = [0u8; 64];
+            // The init's last word; one more turn to read the control plane's events.
+            if let Ok(n) = nix::unistd::read(sock.as_fd(), &mut buf) {
+                report = String::from_utf8_lossy(&buf[..n]).to_string();
+            }
+            done = true;
+            continue;
+        }
+        let now = Instant::now();
+        if let Some(d) = deadline {
+            if !timed_out && now >= d {
+                timed_out = true;
+                opts.audit.record(&Event {
+                    kind: "limit",
+                    decision: Decision::Deny,
+                    what: &format!("wall clock {} ms", spec.limits.timeout_ms.unwrap_or(0)),
+                    rule: "limits.timeout",
+                });
+                if let Some(c) = control {
+                    c.request_stop();
+                }
+                let _ = nix::sys::signal::kill(init, Signal::SIGTERM);
+                kill_at = Some(now + Duration::from_secs(2));
+            }
+        }
+        if kill_at.is_some_and(|k| now >= k) {
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            kill_at = None;
+        }
+    }
+    let (code, signal) = if let Some(c) = report.strip_prefix("EXIT ") {
+        (c.trim().parse().unwrap_or(1), None)
+    } else if let Some(s) = report.strip_prefix("SIGNAL ") {
+        let s: i32 = s.trim().parse().unwrap_or(9);
+        (128 + s, Some(s))
+    } else {
+        // The init died without a word: killed (timeout, the memory limit, a signal).
+        (137, Some(libc::SIGKILL))
+    };
+    Ok(Outcome {
+        code,
+        signal,
+        timed_out,
+        oom_killed: false,
+        pids_limit_hit: false,
+        exec_error: None,
+    })
+}
+
+/// The host environment as a map, for `spec::environment`.
+pub fn host_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}

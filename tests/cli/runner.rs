@@ -1,0 +1,892 @@
+//! The native runner, for real: `devbox run` in real namespaces with real mounts,
+//! seccomp, Landlock, cgroups (or rlimits) and the egress proxy. Every case runs twice: as
+//! root, and as the unprivileged user named by DEVBOX_TEST_ROOTLESS_USER (through
+//! `runuser`), whose runs use user namespaces and, on cgroup v1, the rlimit fallbacks.
+//!
+//! The escape attempts live in `tests/fixtures/runner/escape.py`, run inside the sandbox;
+//! `scripts/security-compare` runs the same script under bwrap for docs/security.md.
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{repo, BIN};
+
+const PY: &str = "/usr/bin/python3";
+
+/// Where and as whom `devbox run` is started.
+struct Sandbox {
+    user: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+fn required() -> bool {
+    std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
+}
+
+impl Sandbox {
+    fn root() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("devbox-run-")
+            .tempdir()
+            .unwrap();
+        let s = Self { user: None, dir };
+        s.setup();
+        s
+    }
+
+    /// The unprivileged user's sandbox, or `None` (a skip) when no such user is set up
+    /// and engines are not required.
+    fn user() -> Option<Self> {
+        let user = match std::env::var("DEVBOX_TEST_ROOTLESS_USER") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    !required(),
+                    "DEVBOX_TEST_ROOTLESS_USER is required (DEVBOX_REQUIRE_ENGINES=1); run ../shared/env/setup-engines.sh and export what it prints"
+                );
+                eprintln!("skipping: DEVBOX_TEST_ROOTLESS_USER is not set");
+                return None;
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("devbox-run-")
+            .tempdir()
+            .unwrap();
+        let s = Self {
+            user: Some(user.clone()),
+            dir,
+        };
+        s.setup();
+        let st = Command::new("chown")
+            .args(["-R", &user, &s.path().display().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "chown to {user}");
+        Some(s)
+    }
+
+    fn setup(&self) {
+        std::fs::copy(
+            repo().join("tests/fixtures/runner/escape.py"),
+            self.path().join("escape.py"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(self.path().join("out")).unwrap();
+        std::fs::write(self.path().join("secret.txt"), "host secret\n").unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn is_root(&self) -> bool {
+        self.user.is_none()
+    }
+
+    /// `devbox ARGS` in the sandbox's directory, as its user, with `env` added.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = match &self.user {
+            None => {
+                let mut c = Command::new(BIN);
+                c.args(args);
+                c
+            }
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", BIN]).args(args);
+                c
+            }
+        };
+        c.current_dir(self.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DEVBOX_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", self.path());
+        c.env("XDG_STATE_HOME", self.path().join(".state"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let out = self.command(args, env).output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs one escape case with the script shown read-only and `flags` before `--`.
+    fn escape(&self, flags: &[&str], case: &[&str]) -> Out {
+        let script = self.path().join("escape.py").display().to_string();
+        let mut args: Vec<&str> = vec!["run", "--audit", "-", "--ro", &script];
+        args.extend_from_slice(flags);
+        args.extend(["--", PY, &script]);
+        args.extend_from_slice(case);
+        self.run(&args)
+    }
+}
+
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// The case's verdict: contained (with its reason), or a failure naming what escaped.
+    #[track_caller]
+    fn assert_contained(&self) {
+        if self.stdout.contains("CONTAINED:") {
+            assert_eq!(self.code, 0, "{self:?}");
+            return;
+        }
+        // Killed by the sandbox (SIGSYS, SIGKILL, SIGXFSZ) before it could say anything.
+        assert!(
+            self.code > 128 && !self.stdout.contains("ESCAPED"),
+            "not contained: {self:?}"
+        );
+    }
+
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Defines `NAME::as_root` and `NAME::as_user` from one body taking a `&Sandbox`.
+macro_rules! both {
+    ($(#[$m:meta])* $name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            $(#[$m])*
+            #[test]
+            fn as_root() {
+                let f: fn(&Sandbox) = $body;
+                f(&Sandbox::root());
+            }
+            $(#[$m])*
+            #[test]
+            fn as_user() {
+                let f: fn(&Sandbox) = $body;
+                if let Some(s) = Sandbox::user() {
+                    f(&s);
+                }
+            }
+        }
+    };
+}
+
+// ---- what a worker gets
+
+both!(exit_code_and_output_are_the_workers, |s| {
+    let o = s.run(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(o.code, 7, "{o:?}");
+    assert_eq!(o.stdout, "out\n");
+    assert!(o.stderr.ends_with("err\n"), "{o:?}");
+});
+
+both!(the_view_is_only_the_policy, |s| {
+    let o = s.run(&[
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "ls / | tr '\\n' ' '; echo; id -u; hostname; ls /dev | tr '\\n' ' '; echo; cat /proc/self/status | grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):'",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    let root: Vec<&str> = lines[0].split_whitespace().collect();
+    for must in ["usr", "bin", "proc", "dev", "tmp", "etc"] {
+        assert!(root.contains(&must), "{must} missing from / {root:?}");
+    }
+    for never in ["root", "home", "work", "var", "srv", "boot"] {
+        assert!(!root.contains(&never), "{never} visible in / {root:?}");
+    }
+    let uid = if s.is_root() {
+        0
+    } else {
+        nix_uid(s.user.as_deref().unwrap())
+    };
+    assert_eq!(lines[1], uid.to_string(), "same uid inside as outside");
+    assert_eq!(lines[2], "devbox-adhoc");
+    let dev: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(
+        dev,
+        [
+            "fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom",
+            "zero"
+        ]
+    );
+    assert!(o.stdout.contains("CapEff:\t0000000000000000"), "{o:?}");
+    assert!(o.stdout.contains("CapBnd:\t0000000000000000"), "{o:?}");
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{o:?}");
+    assert!(o.stdout.contains("Seccomp:\t2"), "{o:?}");
+});
+
+fn nix_uid(user: &str) -> u32 {
+    let o = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+both!(writable_paths_are_writable_and_owned_by_the_caller, |s| {
+    let out = s.path().join("out").display().to_string();
+    let o = s.run(&[
+        "run",
+        "--rw",
+        &out,
+        "--",
+        "/bin/sh",
+        "-c",
+        &format!("echo data > {out}/made && echo tmp > /tmp/t && cat /tmp/t"),
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let made = s.path().join("out/made");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "data\n");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&made).unwrap().uid();
+    let want = s.user.as_deref().map(nix_uid).unwrap_or(0);
+    assert_eq!(owner, want);
+});
+
+both!(environment_is_scrubbed, |s| {
+    let o = s.run_env(
+        &[
+            "run",
+            "--env-pass",
+            "LANG",
+            "--env",
+            "MODE=sandbox",
+            "--",
+            "/usr/bin/env",
+        ],
+        &[("LANG", "C.UTF-8"), ("GITHUB_TOKEN", "ghp_secret")],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let mut names: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["LANG", "MODE", "PATH"], "{o:?}");
+});
+
+both!(signals_are_forwarded_to_the_worker, |s| {
+    let mut child = s
+        .command(
+            &[
+                "run",
+                "--",
+                "/bin/sh",
+                "-c",
+                "trap 'echo got TERM; exit 3' TERM; echo ready; while :; do sleep 0.1; done",
+            ],
+            &[],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    Command::new("kill")
+        .args(["-TERM", &supervisor_pid(s, &child)])
+        .status()
+        .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(st.code(), Some(3));
+});
+
+both!(timeout_stops_the_worker, |s| {
+    let t = Instant::now();
+    let o = s.run(&[
+        "run",
+        "--audit",
+        "-",
+        "--timeout",
+        "1s",
+        "--",
+        "/bin/sleep",
+        "30",
+    ]);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(o.code, 128 + 15, "{o:?}");
+    assert!(o.stderr.contains("stopped after its 1s timeout"), "{o:?}");
+    assert!(o
+        .audit_lines()
+        .iter()
+        .any(|l| l["rule"] == "limits.timeout" && l["decision"] == "deny"));
+});
+
+both!(a_missing_command_says_so, |s| {
+    let o = s.run(&["run", "--", "/no/such/binary"]);
+    assert_eq!(o.code, 127, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("devbox: /no/such/binary: No such file or directory"),
+        "{o:?}"
+    );
+});
+
+// ---- escape attempts (each asserts containment)
+
+both!(write_outside_the_writable_paths, |s| {
+    let dir = s.path().display().to_string();
+    s.escape(&["--ro", &dir], &["write_outside", &dir])
+        .assert_contained();
+    assert!(!s.path().join("devbox-escape").exists());
+});
+
+both!(read_a_host_file_outside_the_policy, |s| {
+    let secret = s.path().join("secret.txt").display().to_string();
+    s.escape(&[], &["read_host_file", &secret, "/root/.bashrc"])
+        .assert_contained();
+});
+
+both!(etc_shadow, |s| {
+    s.escape(&[], &["shadow"]).assert_contained();
+    // Shown /etc, denied /etc/shadow: deny wins.
+    s.escape(&["--ro", "/etc", "--deny", "/etc/shadow"], &["shadow"])
+        .assert_contained();
+});
+
+both!(proc_1_root_reaching_the_host, |s| {
+    let secret = s.path().join("secret.txt").display().to_string();
+    s.escape(&[], &["proc_root", &secret]).assert_contained();
+});
+
+both!(signal_a_host_process, |s| {
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    s.escape(&[], &["signal_host", &pid]).assert_contained();
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "host process survives"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+});
+
+both!(ptrace_the_supervisor, |s| {
+    s.escape(&[], &["ptrace"]).assert_contained();
+});
+
+both!(mount, |s| {
+    s.escape(&[], &["mount"]).assert_contained();
+});
+
+both!(nested_user_namespace, |s| {
+    s.escape(&[], &["userns"]).assert_contained();
+    let o = s.run(&["run", "--", "/usr/bin/unshare", "-U", "true"]);
+    assert_ne!(o.code, 0, "{o:?}");
+});
+
+both!(setns_into_a_host_namespace, |s| {
+    s.escape(&[], &["setns"]).assert_contained();
+});
+
+both!(chroot, |s| {
+    s.escape(&[], &["chroot"]).assert_contained();
+});
+
+both!(raw_and_packet_sockets, |s| {
+    s.escape(&[], &["raw_socket"]).assert_contained();
+});
+
+both!(connect_to_a_host_loopback_listener, |s| {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    s.escape(&[], &["host_tcp", "127.0.0.1", &port])
+        .assert_contained();
+    // Even with a proxy policy, a direct connection has no route.
+    s.escape(
+        &["--net", &format!("allow=127.0.0.1:{port}")],
+        &["host_tcp", "127.0.0.1", &port],
+    )
+    .assert_contained();
+});
+
+both!(connect_to_the_hosts_external_address, |s| {
+    let Some(ip) = external_ip() else {
+        panic!("this machine has no external IPv4 address to test with");
+    };
+    let l = TcpListener::bind((ip.as_str(), 0)).unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    s.escape(&[], &["host_tcp", &ip, &port]).assert_contained();
+});
+
+/// The address the host would use to reach the outside (no packet is sent).
+fn external_ip() -> Option<String> {
+    let u = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    u.connect("192.0.2.123:9").ok()?;
+    let ip = u.local_addr().ok()?.ip();
+    (!ip.is_loopback()).then(|| ip.to_string())
+}
+
+both!(a_leaked_descriptor, |s| {
+    // The caller's descriptor 7, open without close-on-exec, must not reach the worker.
+    let script = s.path().join("escape.py").display().to_string();
+    let secret = s.path().join("secret.txt").display().to_string();
+    let shell = format!(
+        "exec 7<'{secret}'; exec '{BIN}' run --audit - --ro '{script}' -- {PY} '{script}' leaked_fd"
+    );
+    let mut c = match &s.user {
+        None => Command::new("sh"),
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--", "sh"]);
+            c
+        }
+    };
+    let o = c
+        .args(["-c", &shell])
+        .current_dir(s.path())
+        .env("HOME", s.path())
+        .output()
+        .unwrap();
+    let out = Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    };
+    out.assert_contained();
+});
+
+both!(the_supervisors_environment, |s| {
+    let script = s.path().join("escape.py").display().to_string();
+    let o = s.run_env(
+        &[
+            "run",
+            "--audit",
+            "-",
+            "--ro",
+            &script,
+            "--",
+            PY,
+            &script,
+            "environ",
+            "DEVBOX_SECRET_TOKEN",
+        ],
+        &[("DEVBOX_SECRET_TOKEN", "hunter2")],
+    );
+    o.assert_contained();
+});
+
+both!(tiocsti, |s| {
+    s.escape(&[], &["tiocsti"]).assert_contained();
+});
+
+both!(add_key_and_keyctl, |s| {
+    s.escape(&[], &["add_key"]).assert_contained();
+    s.escape(&[], &["keyctl"]).assert_contained();
+});
+
+both!(an_x32_syscall, |s| {
+    s.escape(&[], &["x32"]).assert_contained();
+});
+
+both!(bpf, |s| {
+    s.escape(&[], &["bpf"]).assert_contained();
+});
+
+both!(io_uring_and_perf_events, |s| {
+    s.escape(&[], &["io_uring"]).assert_contained();
+    s.escape(&[], &["perf_event"]).assert_contained();
+});
+
+both!(exec_of_a_binary_not_allowed, |s| {
+    let o = s.escape(&["--exec-allow", PY], &["exec", "/usr/bin/id"]);
+    o.assert_contained();
+    assert!(o.stdout.contains("EACCES"), "{o:?}");
+    // The same with mounts instead of Landlock.
+    let script = s.path().join("escape.py").display().to_string();
+    let o = s.run_env(
+        &[
+            "run",
+            "--ro",
+            &script,
+            "--exec-allow",
+            PY,
+            "--",
+            PY,
+            &script,
+            "exec",
+            "/usr/bin/id",
+        ],
+        &[("DEVBOX_NO_LANDLOCK", "1")],
+    );
+    o.assert_contained();
+    // And the command itself must be allowed.
+    let o = s.run(&["run", "--exec-allow", PY, "--", "/usr/bin/id"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("exec of `/usr/bin/id` denied by the policy"),
+        "{o:?}"
+    );
+});
+
+both!(fork_bomb_stops_at_the_pids_limit, |s| {
+    let o = s.escape(&["--pids", "32"], &["fork_bomb", "400"]);
+    o.assert_contained();
+});
+
+both!(memory_hog_stops_at_the_memory_limit, |s| {
+    let o = s.escape(&["--memory", "64m"], &["memory_hog", "512"]);
+    o.assert_contained();
+    if s.is_root() {
+        // A real cgroup: the kernel's OOM killer stops it, and devbox says why.
+        assert_eq!(o.code, 137, "{o:?}");
+        assert!(o.stderr.contains("stopped at its memory limit"), "{o:?}");
+    }
+});
+
+both!(file_larger_than_fsize, |s| {
+    let o = s.escape(&["--fsize", "1m"], &["fsize"]);
+    o.assert_contained();
+    // Python ignores SIGXFSZ, so the write fails instead of the process dying.
+    assert!(o.stdout.contains("EFBIG"), "{o:?}");
+    let o = s.run(&[
+        "run",
+        "--fsize",
+        "1m",
+        "--",
+        "/bin/sh",
+        "-c",
+        "head -c 2000000 /dev/zero > /tmp/big",
+    ]);
+    assert_eq!(o.code, 128 + 25, "killed by SIGXFSZ: {o:?}");
+});
+
+both!(sigkill_of_the_supervisor_leaves_no_worker, |s| {
+    let marker = format!("{}.{}", 4000 + std::process::id() % 1000, rand_suffix());
+    let mut child = s
+        .command(&["run", "--", "/bin/sleep", &marker], &[])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let find = || {
+        let o = Command::new("pgrep")
+            .args(["-f", &format!("^/bin/sleep {marker}$")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    while find().is_empty() {
+        assert!(Instant::now() < deadline, "the worker never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-KILL", &supervisor_pid(s, &child)])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !find().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "worker still running 5 s after the supervisor was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+});
+
+/// The supervisor's pid: devbox itself, or runuser's child (runuser re-raises the signals
+/// it forwards, so they are sent past it).
+fn supervisor_pid(s: &Sandbox, child: &std::process::Child) -> String {
+    if s.is_root() {
+        return child.id().to_string();
+    }
+    let o = Command::new("pgrep")
+        .args(["-P", &child.id().to_string()])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(!pid.is_empty() && !pid.contains('\n'), "{pid:?}");
+    pid
+}
+
+fn rand_suffix() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    u32::from_le_bytes(b) % 100_000
+}
+
+// ---- the egress proxy
+
+/// A one-connection echo server on the host's loopback; returns its port.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+const THROUGH_PROXY: &str = r#"
+import os, socket, sys
+proxy = os.environ["HTTPS_PROXY"].rsplit("/", 1)[1]
+host, port = proxy.rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=5)
+s.sendall(f"CONNECT {sys.argv[1]} HTTP/1.1\r\nHost: {sys.argv[1]}\r\n\r\n".encode())
+head = s.recv(4096).decode()
+status = head.split(" ")[1]
+if status != "200":
+    print("refused", status)
+    sys.exit(1)
+s.sendall(b"ping")
+print("echo", s.recv(100).decode())
+"#;
+
+both!(proxy_allows_warns_and_denies, |s| {
+    let port = echo_server();
+    std::fs::write(s.path().join("via.py"), THROUGH_PROXY).unwrap();
+    if let Some(u) = &s.user {
+        Command::new("chown")
+            .args([u.as_str(), &s.path().join("via.py").display().to_string()])
+            .status()
+            .unwrap();
+    }
+    let via = s.path().join("via.py").display().to_string();
+    let allowed = format!("127.0.0.1:{port}");
+    let warned = format!("localhost:{port}");
+    let denied = format!("127.0.0.2:{port}");
+    let flags = |dest: &str| -> Vec<String> {
+        vec![
+            "run".into(),
+            "--audit".into(),
+            "-".into(),
+            "--ro".into(),
+            via.clone(),
+            "--net".into(),
+            format!("allow={allowed}"),
+            "--warn-net".into(),
+            warned.clone(),
+            "--".into(),
+            PY.into(),
+            via.clone(),
+            dest.into(),
+        ]
+    };
+    let run = |dest: &str| {
+        let f = flags(dest);
+        s.run(&f.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let decision = |o: &Out, what: &str| -> String {
+        o.audit_lines()
+            .iter()
+            .find(|l| l["kind"] == "net" && l["what"] == what)
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["decision"].as_str().unwrap(),
+                    l["rule"].as_str().unwrap()
+                )
+            })
+            .unwrap_or_default()
+    };
+    let o = run(&allowed);
+    assert_eq!(o.stdout, "echo ping\n", "{o:?}");
+    assert_eq!(
+        decision(&o, &allowed),
+        format!("allow net.allow \"{allowed}\"")
+    );
+    let o = run(&warned);
+    assert_eq!(o.stdout, "echo ping\n", "{o:?}");
+    assert_eq!(decision(&o, &warned), format!("warn net.warn \"{warned}\""));
+    let o = run(&denied);
+    assert_eq!(o.stdout, "refused 403\n", "{o:?}");
+    assert_eq!(decision(&o, &denied), "deny net.default");
+});
+
+// ---- the control plane
+
+const CONTROL_FLOOD: &str = r#"
+import os, socket, threading
+path = os.environ["DEVBOX_CONTROL"]
+def flood():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    try:
+        for i in range(2500):
+            s.sendall(b"\x00\xffGARBAGE" * 3 + b"\n")
+        s.sendall(b"x" * 5000 + b"\n")
+    except OSError:
+        pass
+ts = [threading.Thread(target=flood) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+s.sendall(b"READY\n")
+print(s.recv(100).decode().strip())
+s.sendall(b"STATUS\n")
+print(s.recv(1000).decode().strip()[:2])
+"#;
+
+both!(a_flood_of_malformed_control_messages, |s| {
+    std::fs::write(s.path().join("flood.py"), CONTROL_FLOOD).unwrap();
+    let f = s.path().join("flood.py").display().to_string();
+    if let Some(u) = &s.user {
+        Command::new("chown")
+            .args([u.as_str(), &f])
+            .status()
+            .unwrap();
+    }
+    let o = s.run(&["run", "--audit", "-", "--control", "--ro", &f, "--", PY, &f]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(o.stdout, "OK\nOK\n", "{o:?}");
+    let lines = o.audit_lines();
+    assert!(lines.iter().any(|l| l["what"] == "READY"), "{o:?}");
+    assert!(lines
+        .iter()
+        .any(|l| l["kind"] == "control" && l["decision"] == "deny"));
+});
+
+both!(wait_ready_returns_once_the_worker_says_so, |s| {
+    let script = "printf 'READY\\n' | nc -U -q0 \"$DEVBOX_CONTROL\" 2>/dev/null || python3 -c \"import os,socket; s=socket.socket(socket.AF_UNIX); s.connect(os.environ['DEVBOX_CONTROL']); s.sendall(b'READY\\n'); s.recv(10)\"; sleep 30";
+    let t = Instant::now();
+    let o = s.run(&["run", "--wait-ready", "--", "/bin/sh", "-c", script]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "returned at READY, not at exit"
+    );
+    let pid: String = o
+        .stderr
+        .split("supervisor pid ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_string();
+    Command::new("kill").args([pid.as_str()]).status().unwrap();
+});
+
+// ---- workers from sandbox.toml
+
+#[test]
+fn the_supervisor_worker_example_transforms_and_logs_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/supervisor-worker"), dir.path());
+    let o = crate::util::Devbox::new(dir.path())
+        .args(["run", "transform"])
+        .run();
+    assert_eq!(o.code, 0, "{o:?}");
+    let host = std::fs::read_to_string("/etc/hostname")
+        .unwrap()
+        .to_uppercase();
+    assert_eq!(o.stdout, host);
+    let log = std::fs::read_to_string(dir.path().join(".data/logs/devbox-audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |kind: &str, decision: &str, what: &str| {
+        lines.iter().any(|l| {
+            l["kind"] == kind
+                && l["decision"] == decision
+                && l["what"].as_str().unwrap().contains(what)
+        })
+    };
+    assert!(has("env", "allow", "STAGE"), "{log}");
+    assert!(has("fs", "deny", "/etc/shadow"), "{log}");
+    assert!(has("fs", "allow", "/etc/hostname"), "{log}");
+    assert!(has("exec", "allow", "/bin/sh"), "{log}");
+    assert!(has("lifecycle", "allow", "exit 0"), "{log}");
+}
+
+#[test]
+fn the_connector_example_answers_json_rpc_on_stdio() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/connector-runner"), dir.path());
+    let mut c = Command::new(BIN)
+        .args(["run", "connector"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"nope\"}\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"pong\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32601,\"message\":\"method not found\"}}\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn an_unknown_worker_names_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/supervisor-worker"), dir.path());
+    let o = crate::util::Devbox::new(dir.path())
+        .args(["run", "transfrom"])
+        .run();
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("no worker `transfrom` in ")
+            && o.stderr
+                .contains("hint: the workers are fetcher, transform"),
+        "{o:?}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst: PathBuf = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
