@@ -48,7 +48,7 @@ pub struct Rules {
 pub enum Status {
     /// All of it. `abi` is the running kernel's Landlock ABI version.
     Enforced { abi: i32 },
-    /// The kernel's Landlock is older than [`TARGET`]: what it knows is enforced, the rest
+    /// The kernel's Landlock is older than ABI 6 (`TARGET`): what it knows is enforced, the rest
     /// (truncation, device ioctls, signal and socket scoping, by age) is not.
     Partial,
     /// No Landlock in this kernel, or it is disabled: nothing is enforced.
@@ -106,7 +106,7 @@ impl Rights {
 }
 
 /// Restricts the calling thread, and every process it starts, to `rules`. Best effort: on
-/// a kernel older than [`TARGET`] the rights it doesn't know are left out, and the result
+/// a kernel older than ABI 6 (`TARGET`) the rights it doesn't know are left out, and the result
 /// says so rather than failing; the worker's namespaces and seccomp filter don't depend
 /// on it.
 ///

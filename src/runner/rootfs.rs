@@ -105,7 +105,7 @@ fn nosuid_nodev() -> Attrs {
 }
 
 /// Lexically normalises `p` (`.` and `..`) as an absolute path.
-fn normalize(p: &Path) -> PathBuf {
+pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {
@@ -119,22 +119,26 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Resolves `path` on the host the way the kernel would, collecting every symbolic link
-/// met on the way (as `(link, target)`) so the sandbox can show the same links. `None`
-/// when something on the way does not exist or the links loop.
+/// Resolves `path` on the host as the kernel would, with every symbolic link met on the way
+/// as `(link, target)`; `None` when something on the way is missing or the links loop.
+/// A relative link's target continues from the link's directory.
 pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
     let mut links = Vec::new();
     let mut pending: Vec<PathBuf> = normalize(path)
         .components()
+        .rev()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(PathBuf::from(n)),
             _ => None,
         })
-        .rev()
         .collect();
     let mut cur = PathBuf::from("/");
     let mut hops = 0;
     while let Some(name) = pending.pop() {
+        if name == Path::new("..") {
+            cur.pop();
+            continue;
+        }
         let next = cur.join(&name);
         match host.kind(&next)? {
             Kind::Symlink(to) => {
@@ -142,24 +146,17 @@ pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf,
                 if hops > 40 {
                     return None;
                 }
-                links.push((next.clone(), to.clone()));
-                let target = if to.is_absolute() {
-                    to.clone()
-                } else {
-                    cur.join(&to)
-                };
-                for c in target.components().rev() {
+                links.push((next, to.clone()));
+                if to.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                for c in to.components().rev() {
                     match c {
                         Component::Normal(n) => pending.push(PathBuf::from(n)),
                         Component::ParentDir => pending.push(PathBuf::from("..")),
                         _ => {}
                     }
                 }
-                // `target` is absolute either way: resolve it from the top.
-                cur = PathBuf::from("/");
-            }
-            _ if name == Path::new("..") => {
-                cur.pop();
             }
             _ => cur = next,
         }
@@ -167,7 +164,8 @@ pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf,
     Some((cur, links))
 }
 
-fn is_library_dir(p: &Path) -> bool {
+/// `lib`, `lib64`, … but not `libexec`: where the dynamic loader maps code from.
+pub fn is_library_dir(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("lib") && !n.starts_with("libexec"))
@@ -215,17 +213,28 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
             path: under(NEW, Path::new("/tmp")),
             mode: 0o1777,
             size: None,
-            attrs: nosuid_nodev(),
+            // Without Landlock, a binary copied to /tmp must not run either.
+            attrs: Attrs {
+                noexec: opts.exec_by_mounts,
+                ..nosuid_nodev()
+            },
         });
     }
 
+    // Shown paths, then (without Landlock) the executable re-binds, then the denied
+    // paths over all of them: deny wins.
     let mut linked: BTreeSet<PathBuf> = BTreeSet::new();
     let mut bound: Vec<PathBuf> = Vec::new();
-    for m in &spec.mounts {
+    let (deny, show): (Vec<&Mount>, Vec<&Mount>) =
+        spec.mounts.iter().partition(|m| m.kind == MountKind::Deny);
+    for m in show {
         bind_one(m, host, opts, &mut linked, &mut bound, ops, &mut p.notes);
     }
     if opts.exec_by_mounts {
         exec_mounts(spec, host, &mut linked, ops);
+    }
+    for m in deny {
+        bind_one(m, host, opts, &mut linked, &mut bound, ops, &mut p.notes);
     }
 
     // /proc, with the kernel knobs read-only.
@@ -442,7 +451,10 @@ fn bind_one(
                 path: dst,
                 attrs: Attrs {
                     readonly: m.kind == MountKind::ReadOnly,
-                    noexec: opts.exec_by_mounts && !is_library_dir(&real),
+                    // Without Landlock: no code from anything writable, nor from what
+                    // is not a library directory (the allowed binaries come back below).
+                    noexec: opts.exec_by_mounts
+                        && (m.kind == MountKind::ReadWrite || !is_library_dir(&real)),
                     ..nosuid_nodev()
                 },
                 recursive: true,
@@ -463,7 +475,7 @@ fn exec_mounts(
 ) {
     let mut again: Vec<PathBuf> = Vec::new();
     for m in &spec.mounts {
-        if m.kind == MountKind::Deny {
+        if m.kind != MountKind::ReadOnly {
             continue;
         }
         for lib in ["lib", "lib32", "lib64", "libx32"] {

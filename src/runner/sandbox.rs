@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::libc;
@@ -144,17 +144,54 @@ pub fn init(inside: Inside, fds: Fds) -> ! {
         Ok(r) if r.bytes > 0 => {}
         _ => unsafe { libc::_exit(EXIT_SETUP) },
     }
-    let worker = match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            drop(fds.sock);
-            drop(fds.alive);
-            worker(&inside, env, fds.exec_err)
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
-        Err(e) => fail(sock, &format!("forking the worker: {e}")),
-    };
+    let worker = spawn_worker(&inside, &env, &fds)
+        .unwrap_or_else(|e| fail(sock, &format!("starting the worker: {e}")));
     drop(fds.exec_err);
     reap(worker, &inside.forwarded, sock, fds.alive)
+}
+
+/// What the worker's entry point needs, behind one pointer.
+struct Start<'a> {
+    inside: &'a Inside,
+    env: &'a [CString],
+    fds: &'a Fds,
+}
+
+extern "C" fn worker_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Start` on the init's stack, which outlives the worker's use
+    // of it: the init is suspended (CLONE_VFORK) until the worker execs or exits.
+    let start = unsafe { &*(arg as *const Start<'_>) };
+    unsafe {
+        libc::close(start.fds.sock.as_raw_fd());
+        libc::close(start.fds.alive.as_raw_fd());
+    }
+    worker(start.inside, start.env, start.fds.exec_err.as_raw_fd())
+}
+
+/// Starts the worker the way posix_spawn does: sharing the init's memory (no page tables
+/// to copy) on a stack of its own, the init suspended until the worker execs or exits.
+/// The worker only allocates while the init sleeps, and never frees what the init owns.
+fn spawn_worker(inside: &Inside, env: &[CString], fds: &Fds) -> Result<Pid, nix::errno::Errno> {
+    const STACK: usize = 1 << 20;
+    let mut stack = vec![0u8; STACK];
+    let start = Start { inside, env, fds };
+    // SAFETY: the stack is ours for the worker's life before exec; the entry point never
+    // returns into this frame.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(STACK);
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            worker_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &start as *const Start<'_> as *mut libc::c_void,
+        )
+    };
+    drop(stack);
+    if pid < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(Pid::from_raw(pid))
 }
 
 fn cstring(s: &str) -> CString {
@@ -266,8 +303,7 @@ fn report(sock: RawFd, line: &str) {
 const EXEC_ERR_FD: RawFd = 3;
 
 /// The worker: locks itself down and execs. Never returns.
-fn worker(inside: &Inside, env: Vec<CString>, exec_err: OwnedFd) -> ! {
-    let err_fd = exec_err.into_raw_fd();
+fn worker(inside: &Inside, env: &[CString], err_fd: RawFd) -> ! {
     let die = |code: i32, msg: &str| -> ! {
         let _ = nix::unistd::write(
             unsafe { std::os::fd::BorrowedFd::borrow_raw(EXEC_ERR_FD) },
@@ -339,7 +375,7 @@ fn worker(inside: &Inside, env: Vec<CString>, exec_err: OwnedFd) -> ! {
     };
     let mut worst = nix::errno::Errno::ENOENT;
     for c in &candidates {
-        let e = nix::unistd::execve(c, &inside.argv, &env).unwrap_err();
+        let e = nix::unistd::execve(c, &inside.argv, env).unwrap_err();
         if e != nix::errno::Errno::ENOENT {
             worst = e;
         }

@@ -12,6 +12,7 @@ mod engine;
 mod errors;
 mod examples;
 mod import;
+mod oci;
 mod render;
 mod runner;
 mod schema;
