@@ -890,3 +890,37 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every worker devbox ships or is judged by runs: the `worker` template as `init` writes
+/// it, and the reference project's `echo`.
+#[test]
+fn the_worker_template_and_the_reference_worker_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = crate::util::Devbox::new(dir.path())
+        .args(["init", "--template", "worker"])
+        .run();
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = crate::util::Devbox::new(dir.path())
+        .args(["run", "job"])
+        .run();
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "job ran in sandbox\n"),
+        "{o:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".data/work/out.txt")).unwrap(),
+        "job ran in sandbox\n"
+    );
+
+    let r = tempfile::tempdir().unwrap();
+    copy_dir(&crate::util::reference_dir(), r.path());
+    let o = crate::util::Devbox::new(r.path())
+        .args(["run", "echo"])
+        .run();
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "hello from sandbox\n"),
+        "{o:?}"
+    );
+}
