@@ -71,7 +71,8 @@ pub struct Args {
     /// `.data/logs/devbox-audit.jsonl` (ad hoc: devbox's state directory).
     #[arg(long, value_name = "PATH|-")]
     pub audit: Option<String>,
-    /// Serve the control socket (its path is in DEVBOX_CONTROL inside).
+    /// Serve the control socket (its path is in DEVBOX_CONTROL inside); also
+    /// `control = true` in [workers.NAME].
     #[arg(long)]
     pub control: bool,
     /// Return once the worker says READY on the control socket, leaving it running.
@@ -111,6 +112,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
                 Worker {
                     command: a.args.clone(),
                     workdir: "/tmp".into(),
+                    control: false,
                     policy: Policy {
                         net: NetPolicy::None,
                         fs: FsPolicy::default(),
@@ -170,7 +172,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Some(p) => AuditLog::to_file(&name, &absolute(&cwd, Path::new(p)))?,
         None => AuditLog::to_file(&name, &log_dir.join("devbox-audit.jsonl"))?,
     });
-    let control = a.control || a.wait_ready;
+    let control = a.control || a.wait_ready || worker.control;
     let warn = Box::new(|w: &str| eprintln!("devbox: warning: {w}"));
     if a.wait_ready {
         return detach(&spec, audit, warn, &log_dir.join(format!("{name}.log")));

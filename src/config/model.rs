@@ -390,6 +390,8 @@ pub enum ExitExpectation {
 pub struct Worker {
     pub command: Vec<String>,
     pub workdir: String,
+    /// Serve the control socket (`DEVBOX_CONTROL`).
+    pub control: bool,
     pub policy: Policy,
 }
 

@@ -331,6 +331,10 @@ pub struct RawWorker {
     /// Working directory inside the sandbox; default `/tmp`. A relative path is relative to
     /// the project directory.
     pub workdir: Option<String>,
+    /// Serve the control socket: its path is in `DEVBOX_CONTROL` inside, and the worker may
+    /// say `READY`, `STATUS` or `STOP` on it.
+    #[serde(default)]
+    pub control: bool,
     #[serde(default)]
     pub policy: RawPolicy,
 }

@@ -2316,6 +2316,7 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
     Worker {
         command,
         workdir,
+        control: raw.control,
         policy: Policy {
             net,
             fs,

@@ -32,6 +32,9 @@ const MAX_INTERPRETERS: usize = 5;
 /// What the worker may touch. Paths that don't exist are skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
+    /// List directories beneath these, and nothing more (the root: a worker may look
+    /// around the view its mounts give it, and read only what its policy lists).
+    pub list: Vec<PathBuf>,
     /// Read files and list directories beneath these (and run programs, when `exec` is
     /// empty).
     pub read: Vec<PathBuf>,
@@ -126,6 +129,9 @@ pub fn restrict(rules: &Rules) -> Result<Status, Error> {
         .and_then(|r| r.scope(Scope::from_all(TARGET)))
         .and_then(|r| r.create())
         .map_err(Error::Create)?;
+    for path in &rules.list {
+        ruleset = add(ruleset, path, AccessFs::ReadDir.into())?;
+    }
     for path in &rules.read {
         ruleset = add(ruleset, path, rights.read)?;
     }
@@ -301,6 +307,7 @@ mod tests {
             return;
         };
         let status = restrict(&Rules {
+            list: vec![dir.join("outside")],
             read: vec![dir.join("ro"), dir.join("missing")],
             write: vec![dir.join("rw")],
             exec: vec![],
@@ -309,15 +316,21 @@ mod tests {
         if !enforced(status) {
             return;
         }
-        // Outside every rule: not even readable.
+        // Only listed: its names show, its contents do not.
+        assert_eq!(
+            fs::read_dir(dir.join("outside"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>(),
+            ["secret"]
+        );
+        // Outside every read rule: not readable.
         assert_eq!(
             errno(fs::read(dir.join("outside/secret"))),
             Some(Errno::EACCES)
         );
-        assert_eq!(
-            errno(fs::read_dir(dir.join("outside"))),
-            Some(Errno::EACCES)
-        );
+        // Outside every rule: not even listable.
+        assert_eq!(errno(fs::read_dir(&dir)), Some(Errno::EACCES));
         // Read-only: readable and listable, not writable, nothing created or removed.
         assert_eq!(fs::read_to_string(dir.join("ro/file")).unwrap(), "ro");
         assert!(fs::read_dir(dir.join("ro")).is_ok());
@@ -371,6 +384,7 @@ mod tests {
         };
         let script = dir.join("script");
         let status = restrict(&Rules {
+            list: vec![],
             read: system(),
             write: vec![PathBuf::from("/dev/null")],
             exec: vec![
@@ -411,6 +425,7 @@ mod tests {
             return;
         };
         let status = restrict(&Rules {
+            list: vec![],
             read: system(),
             write: vec![PathBuf::from("/dev/null")],
             ..Rules::default()
@@ -468,6 +483,7 @@ mod tests {
         let filter = crate::runner::seccomp::program().unwrap();
         crate::runner::caps::drop_all().unwrap();
         let status = restrict(&Rules {
+            list: vec![],
             read: system(),
             write: vec![PathBuf::from("/dev/null")],
             ..Rules::default()
@@ -498,6 +514,7 @@ mod tests {
         let broken = tmp.path().join("broken");
         fs::write(&broken, b"\x7fELF\x02\x01\x01").unwrap();
         let err = restrict(&Rules {
+            list: vec![],
             exec: vec![broken.clone()],
             ..Rules::default()
         })

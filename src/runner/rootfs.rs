@@ -224,7 +224,7 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
     // Shown paths, then (without Landlock) the executable re-binds, then the denied
     // paths over all of them: deny wins.
     let mut linked: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut bound: Vec<PathBuf> = Vec::new();
+    let mut bound: Vec<(PathBuf, Attrs)> = Vec::new();
     let (deny, show): (Vec<&Mount>, Vec<&Mount>) =
         spec.mounts.iter().partition(|m| m.kind == MountKind::Deny);
     for m in show {
@@ -385,7 +385,7 @@ fn bind_one(
     host: &dyn HostFs,
     opts: &Options,
     linked: &mut BTreeSet<PathBuf>,
-    bound: &mut Vec<PathBuf>,
+    bound: &mut Vec<(PathBuf, Attrs)>,
     ops: &mut Vec<Op>,
     notes: &mut Vec<String>,
 ) {
@@ -399,7 +399,7 @@ fn bind_one(
         return;
     };
     let kind = host.kind(&real);
-    let visible = bound.iter().any(|b| real.starts_with(b));
+    let visible = bound.iter().any(|(b, _)| real.starts_with(b));
     match m.kind {
         MountKind::Deny => {
             // Only what is shown needs covering; a link is covered at its target.
@@ -437,6 +437,23 @@ fn bind_one(
         }
         MountKind::ReadOnly | MountKind::ReadWrite => {
             mirror_links(&links, linked, ops);
+            let attrs = Attrs {
+                readonly: m.kind == MountKind::ReadOnly,
+                // Without Landlock: no code from anything writable, nor from what is not
+                // a library directory (the allowed binaries come back below).
+                noexec: opts.exec_by_mounts
+                    && (m.kind == MountKind::ReadWrite || !is_library_dir(&real)),
+                ..nosuid_nodev()
+            };
+            // Already shown, the same way, by the nearest bound parent (Debian's /bin
+            // inside /usr): binding it again would only lengthen the mount table.
+            let parent = bound
+                .iter()
+                .filter(|(b, _)| real.starts_with(b))
+                .max_by_key(|(b, _)| b.components().count());
+            if parent.is_some_and(|(_, a)| *a == attrs) {
+                return;
+            }
             let dst = under(NEW, &real);
             ops.push(if kind == Some(Kind::Dir) {
                 Op::Mkdir(dst.clone())
@@ -449,17 +466,10 @@ fn bind_one(
             });
             ops.push(Op::SetAttrs {
                 path: dst,
-                attrs: Attrs {
-                    readonly: m.kind == MountKind::ReadOnly,
-                    // Without Landlock: no code from anything writable, nor from what
-                    // is not a library directory (the allowed binaries come back below).
-                    noexec: opts.exec_by_mounts
-                        && (m.kind == MountKind::ReadWrite || !is_library_dir(&real)),
-                    ..nosuid_nodev()
-                },
+                attrs,
                 recursive: true,
             });
-            bound.push(real);
+            bound.push((real, attrs));
         }
     }
 }
@@ -623,7 +633,8 @@ mod tests {
             .collect();
         assert_eq!(
             binds,
-            [PathBuf::from("/newroot/usr"), "/newroot/usr/bin".into()]
+            // /bin's target lies in /usr, shown the same way: no second mount.
+            [PathBuf::from("/newroot/usr")]
         );
         assert_eq!(
             p.enter,

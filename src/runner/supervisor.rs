@@ -200,7 +200,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             )));
         }
     }
-    let landlock = use_landlock.then(|| landlock_rules(spec));
+    let landlock = use_landlock.then(|| landlock_rules(spec, opts.control));
     let seccomp = super::seccomp::program().map_err(|e| Error::Setup(format!("seccomp: {e}")))?;
 
     // The cgroup, or rlimits when none can be made.
@@ -393,16 +393,26 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Landlock's view of the policy: read everything the sandbox shows (mounts already limit
-/// that), write only the writable paths and the sandbox's own scratch space, execute only
-/// the allowed binaries (and their loaders) when an allow list is given.
-fn landlock_rules(spec: &RunSpec) -> super::landlock::Rules {
-    let mut write: Vec<PathBuf> = spec
-        .mounts
-        .iter()
-        .filter(|m| m.kind == MountKind::ReadWrite)
-        .map(|m| m.path.clone())
-        .collect();
+/// Landlock's view of the policy, as a second wall behind the mounts: directories may be
+/// listed anywhere in the view, files read only under the policy's paths (and the
+/// sandbox's own /proc, /dev, generated /etc files, working directory and control
+/// socket), written only under the writable ones and the sandbox's scratch space, and
+/// executed only when allowed.
+fn landlock_rules(spec: &RunSpec, control: bool) -> super::landlock::Rules {
+    let paths = |kind: MountKind| -> Vec<PathBuf> {
+        spec.mounts
+            .iter()
+            .filter(|m| m.kind == kind)
+            .map(|m| m.path.clone())
+            .collect()
+    };
+    let mut read = paths(MountKind::ReadOnly);
+    read.extend(["/proc", "/dev", "/etc/passwd", "/etc/group", "/etc/hosts"].map(PathBuf::from));
+    read.push(spec.workdir.clone());
+    if control {
+        read.push(PathBuf::from("/run/devbox"));
+    }
+    let mut write = paths(MountKind::ReadWrite);
     write.extend(
         [
             "/tmp",
@@ -414,11 +424,11 @@ fn landlock_rules(spec: &RunSpec) -> super::landlock::Rules {
         ]
         .map(PathBuf::from),
     );
-    let exec = spec.exec_allow.clone();
     super::landlock::Rules {
-        read: vec![PathBuf::from("/")],
+        list: vec![PathBuf::from("/")],
+        read,
         write,
-        exec,
+        exec: spec.exec_allow.clone(),
     }
 }
 

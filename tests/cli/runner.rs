@@ -924,3 +924,26 @@ fn the_worker_template_and_the_reference_worker_run() {
         "{o:?}"
     );
 }
+
+#[test]
+fn a_worker_opts_in_to_the_control_socket_in_sandbox_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sandbox.toml"),
+        r#"[project]
+name = "ctl"
+
+[workers.status]
+command = ["/usr/bin/python3", "-c", "import os, socket; s = socket.socket(socket.AF_UNIX); s.connect(os.environ['DEVBOX_CONTROL']); s.sendall(b'STATUS\\n'); print(s.recv(200).decode().strip())"]
+control = true
+"#,
+    )
+    .unwrap();
+    let o = crate::util::Devbox::new(dir.path())
+        .args(["run", "status"])
+        .run();
+    assert_eq!(o.code, 0, "{o:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(o.stdout.trim().strip_prefix("OK ").unwrap()).unwrap();
+    assert_eq!(json["worker"], "status");
+}
