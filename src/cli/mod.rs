@@ -222,6 +222,25 @@ pub fn lock_project(
     })?)
 }
 
+/// The worker `name` of `c`, or an error naming the workers there are.
+pub fn worker<'a>(
+    c: &'a config::model::Config,
+    name: &str,
+) -> anyhow::Result<&'a config::model::Worker> {
+    c.workers.get(name).ok_or_else(|| {
+        let known: Vec<&str> = c.workers.keys().map(String::as_str).collect();
+        anyhow::anyhow!(
+            "no worker `{name}` in {}\nhint: {}",
+            c.file.display(),
+            if known.is_empty() {
+                "declare one under [workers.NAME]".to_string()
+            } else {
+                format!("the workers are {}", known.join(", "))
+            }
+        )
+    })
+}
+
 /// Loads the configuration the global flags point at, printing warnings.
 pub fn load(g: &Global) -> anyhow::Result<Loaded> {
     let opts = LoadOptions {

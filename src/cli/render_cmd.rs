@@ -71,18 +71,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
 /// a bundle.
 fn bundle(g: &Global, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let c = super::load(g)?.config;
-    let Some(w) = c.workers.get(name) else {
-        let known: Vec<&str> = c.workers.keys().map(String::as_str).collect();
-        bail!(
-            "no worker `{name}` in {}{}",
-            c.file.display(),
-            if known.is_empty() {
-                "\nhint: declare one under [workers.NAME]".to_string()
-            } else {
-                format!("\nhint: the workers are {}", known.join(", "))
-            }
-        );
-    };
+    let w = super::worker(&c, name)?;
     let host_env = crate::runner::supervisor::host_env();
     let run_spec = spec::resolve(name, w, &[], &Host { env: &host_env });
     let b = oci::render(&run_spec, &RealFs, &oci::Caller::current())?;

@@ -86,18 +86,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Some(name) => {
             let loaded = super::load(g)?;
             let c = loaded.config;
-            let Some(w) = c.workers.get(name) else {
-                let known: Vec<&str> = c.workers.keys().map(String::as_str).collect();
-                bail!(
-                    "no worker `{name}` in {}{}",
-                    c.file.display(),
-                    if known.is_empty() {
-                        "\nhint: declare one under [workers.NAME], or run a command ad hoc: devbox run -- CMD".to_string()
-                    } else {
-                        format!("\nhint: the workers are {}", known.join(", "))
-                    }
-                );
-            };
+            let w = super::worker(&c, name)?;
             crate::data::ensure(&c.data).context("creating the .data layout")?;
             (name.clone(), w.clone(), a.args.clone(), Some(c))
         }

@@ -900,50 +900,7 @@ mod tests {
     use crate::config::model::Limits;
     use crate::runner::spec::Mount as SpecMount;
 
-    /// A Debian-like host: /bin, /lib and /lib64 are links into /usr, sh is dash.
-    struct Fake(BTreeMap<PathBuf, Kind>);
-
-    impl Fake {
-        fn debian() -> Self {
-            let mut m = BTreeMap::new();
-            for d in [
-                "/usr",
-                "/usr/bin",
-                "/usr/lib",
-                "/usr/lib64",
-                "/etc",
-                "/etc/ssl",
-                "/home",
-                "/home/u",
-                "/home/u/.ssh",
-                "/p",
-                "/p/.data",
-                "/p/.data/out",
-                "/p/.data/out/lib",
-            ] {
-                m.insert(PathBuf::from(d), Kind::Dir);
-            }
-            for f in [
-                "/usr/bin/dash",
-                "/usr/bin/tr",
-                "/etc/shadow",
-                "/etc/hostname",
-            ] {
-                m.insert(PathBuf::from(f), Kind::File);
-            }
-            m.insert("/bin".into(), Kind::Symlink("usr/bin".into()));
-            m.insert("/lib".into(), Kind::Symlink("usr/lib".into()));
-            m.insert("/lib64".into(), Kind::Symlink("usr/lib64".into()));
-            m.insert("/usr/bin/sh".into(), Kind::Symlink("dash".into()));
-            Self(m)
-        }
-    }
-
-    impl HostFs for Fake {
-        fn kind(&self, path: &Path) -> Option<Kind> {
-            self.0.get(path).cloned()
-        }
-    }
+    use crate::runner::rootfs::fake::Fake;
 
     fn root() -> Caller {
         Caller {
@@ -1077,7 +1034,7 @@ mod tests {
             [
                 (PathBuf::from("/bin"), PathBuf::from("usr/bin")),
                 ("/lib".into(), "usr/lib".into()),
-                ("/lib64".into(), "usr/lib64".into()),
+                ("/lib64".into(), "/usr/lib64".into()),
             ]
         );
         let hosts = b

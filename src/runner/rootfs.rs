@@ -528,26 +528,40 @@ fn exec_mounts(
     }
 }
 
+/// A Debian-like host for tests of what is planned from it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::model::Limits;
-    use crate::runner::spec::Net;
+pub(crate) mod fake {
+    use super::{HostFs, Kind};
     use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
 
-    /// A Debian-like host: /bin and /lib are links into /usr.
-    struct Fake(BTreeMap<PathBuf, Kind>);
+    /// Merged /usr: /bin, /lib and /lib64 are links into it; sh is dash; python3 a link
+    /// beside its target; a project at /p.
+    pub struct Fake(pub BTreeMap<PathBuf, Kind>);
 
     impl Fake {
-        fn debian() -> Self {
+        pub fn debian() -> Self {
             let mut m = BTreeMap::new();
             for d in [
-                "/usr", "/usr/bin", "/usr/lib", "/etc", "/etc/ssl", "/home", "/home/u",
+                "/usr",
+                "/usr/bin",
+                "/usr/lib",
+                "/usr/lib64",
+                "/etc",
+                "/etc/ssl",
+                "/home",
+                "/home/u",
+                "/home/u/.ssh",
+                "/p",
+                "/p/.data",
+                "/p/.data/out",
+                "/p/.data/out/lib",
             ] {
                 m.insert(PathBuf::from(d), Kind::Dir);
             }
             for f in [
-                "/usr/bin/sh",
+                "/usr/bin/dash",
+                "/usr/bin/tr",
                 "/usr/bin/python3.11",
                 "/etc/shadow",
                 "/etc/hostname",
@@ -555,12 +569,14 @@ mod tests {
                 m.insert(PathBuf::from(f), Kind::File);
             }
             m.insert("/bin".into(), Kind::Symlink("usr/bin".into()));
+            m.insert("/lib".into(), Kind::Symlink("usr/lib".into()));
+            // One absolute link, for the other way of writing a target.
+            m.insert("/lib64".into(), Kind::Symlink("/usr/lib64".into()));
+            m.insert("/usr/bin/sh".into(), Kind::Symlink("dash".into()));
             m.insert(
                 "/usr/bin/python3".into(),
                 Kind::Symlink("python3.11".into()),
             );
-            m.insert("/lib".into(), Kind::Symlink("/usr/lib".into()));
-            m.insert("/home/u/.ssh".into(), Kind::Dir);
             Self(m)
         }
     }
@@ -570,6 +586,15 @@ mod tests {
             self.0.get(path).cloned()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Limits;
+    use crate::runner::spec::Net;
+
+    use super::fake::Fake;
 
     fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
         RunSpec {
@@ -595,8 +620,14 @@ mod tests {
     fn links_are_resolved_and_remembered() {
         let h = Fake::debian();
         let (real, links) = resolve(&h, Path::new("/bin/sh")).unwrap();
-        assert_eq!(real, Path::new("/usr/bin/sh"));
-        assert_eq!(links, [(PathBuf::from("/bin"), PathBuf::from("usr/bin"))]);
+        assert_eq!(real, Path::new("/usr/bin/dash"));
+        assert_eq!(
+            links,
+            [
+                (PathBuf::from("/bin"), PathBuf::from("usr/bin")),
+                (PathBuf::from("/usr/bin/sh"), PathBuf::from("dash"))
+            ]
+        );
         // A relative link below the top, met after another link.
         let (real, links) = resolve(&h, Path::new("/bin/python3")).unwrap();
         assert_eq!(real, Path::new("/usr/bin/python3.11"));
@@ -689,13 +720,13 @@ mod tests {
     fn missing_read_paths_are_noted_not_fatal() {
         let h = Fake::debian();
         let p = plan(
-            &spec(&[("/lib64", MountKind::ReadOnly)]),
+            &spec(&[("/lib32", MountKind::ReadOnly)]),
             &h,
             &Options::default(),
         );
         assert_eq!(
             p.notes,
-            ["/lib64 does not exist on this machine; not shown in the sandbox"]
+            ["/lib32 does not exist on this machine; not shown in the sandbox"]
         );
     }
 
@@ -724,6 +755,7 @@ mod tests {
         };
         assert!(attrs_of("/newroot/usr").noexec);
         assert!(!attrs_of("/newroot/usr/lib").noexec);
-        assert!(!attrs_of("/newroot/usr/bin/sh").noexec);
+        // sh is a link to dash: the binary itself is bound executable.
+        assert!(!attrs_of("/newroot/usr/bin/dash").noexec);
     }
 }
