@@ -60,6 +60,9 @@ impl HostFs for RealFs {
 pub struct Plan {
     pub prepare: Vec<Op>,
     pub enter: Vec<Op>,
+    /// What the policy shows, once each at its real path (a path inside another shown the
+    /// same way is left out), and whether it is writable; with the generated /etc files.
+    pub shown: Vec<(PathBuf, bool)>,
     /// Things skipped, for the supervisor to print (missing read paths).
     pub notes: Vec<String>,
 }
@@ -237,6 +240,11 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
         bind_one(m, host, opts, &mut linked, &mut bound, ops, &mut p.notes);
     }
 
+    p.shown = bound
+        .iter()
+        .map(|(b, a)| (b.clone(), !a.readonly))
+        .collect();
+
     // /proc, with the kernel knobs read-only.
     let proc_ = under(NEW, Path::new("/proc"));
     ops.push(Op::Mkdir(proc_.clone()));
@@ -313,6 +321,7 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
             text.push_str(&format!("user:x:{u}:{g}:sandbox:/tmp:/bin/sh\n"));
         }
         text.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+        p.shown.push((etc("passwd"), false));
         ops.push(Op::WriteFile {
             path: under(NEW, &etc("passwd")),
             contents: text.into_bytes(),
@@ -326,6 +335,7 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
             text.push_str(&format!("user:x:{g}:\n"));
         }
         text.push_str("nogroup:x:65534:\n");
+        p.shown.push((etc("group"), false));
         ops.push(Op::WriteFile {
             path: under(NEW, &etc("group")),
             contents: text.into_bytes(),
@@ -333,6 +343,7 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
         });
     }
     if !covered(&etc("hosts")) {
+        p.shown.push((etc("hosts"), false));
         ops.push(Op::WriteFile {
             path: under(NEW, &etc("hosts")),
             contents: format!("127.0.0.1 localhost {}\n::1 localhost\n", opts.hostname)

@@ -200,7 +200,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             )));
         }
     }
-    let landlock = use_landlock.then(|| landlock_rules(spec, opts.control));
+    let landlock = use_landlock.then(|| landlock_rules(spec, &plan.shown, opts.control));
     let seccomp = super::seccomp::program().map_err(|e| Error::Setup(format!("seccomp: {e}")))?;
 
     // The cgroup, or rlimits when none can be made.
@@ -394,36 +394,38 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Landlock's view of the policy, as a second wall behind the mounts: directories may be
-/// listed anywhere in the view, files read only under the policy's paths (and the
-/// sandbox's own /proc, /dev, generated /etc files, working directory and control
-/// socket), written only under the writable ones and the sandbox's scratch space, and
-/// executed only when allowed.
-fn landlock_rules(spec: &RunSpec, control: bool) -> super::landlock::Rules {
-    let paths = |kind: MountKind| -> Vec<PathBuf> {
-        spec.mounts
-            .iter()
-            .filter(|m| m.kind == kind)
-            .map(|m| m.path.clone())
-            .collect()
-    };
-    let mut read = paths(MountKind::ReadOnly);
-    read.extend(["/proc", "/dev", "/etc/passwd", "/etc/group", "/etc/hosts"].map(PathBuf::from));
-    read.push(spec.workdir.clone());
+/// listed anywhere in the view, files read only where the policy shows them (and in the
+/// sandbox's own /proc, generated /etc files, working directory and control socket),
+/// written only where it lets them be written and in the sandbox's scratch space (/tmp,
+/// /dev), and executed only when allowed. One rule per shown path: nested paths shown
+/// the same way come with their parent.
+fn landlock_rules(
+    spec: &RunSpec,
+    shown: &[(PathBuf, bool)],
+    control: bool,
+) -> super::landlock::Rules {
+    let mut read: Vec<PathBuf> = shown
+        .iter()
+        .filter(|(_, w)| !w)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut write: Vec<PathBuf> = shown
+        .iter()
+        .filter(|(_, w)| *w)
+        .map(|(p, _)| p.clone())
+        .collect();
+    read.push(PathBuf::from("/proc"));
+    write.extend(["/tmp", "/dev"].map(PathBuf::from));
+    if !read
+        .iter()
+        .chain(&write)
+        .any(|p| spec.workdir.starts_with(p))
+    {
+        read.push(spec.workdir.clone());
+    }
     if control {
         read.push(PathBuf::from("/run/devbox"));
     }
-    let mut write = paths(MountKind::ReadWrite);
-    write.extend(
-        [
-            "/tmp",
-            "/dev/shm",
-            "/dev/null",
-            "/dev/zero",
-            "/dev/full",
-            "/dev/tty",
-        ]
-        .map(PathBuf::from),
-    );
     super::landlock::Rules {
         list: vec![PathBuf::from("/")],
         read,
