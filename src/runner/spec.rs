@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::config::model::{Decision, Limits, NetPolicy, Worker};
 
 /// Read-only paths a sandbox gets when its policy lists none: the system's programs and
-/// libraries, the dynamic loader's cache and the TLS roots. Missing ones are skipped.
+/// libraries, the dynamic loader's cache and the TLS roots. Missing ones are skipped. Only
+/// the public half of /etc/ssl: a worker run by root would own /etc/ssl/private's keys.
 pub const DEFAULT_READ: &[&str] = &[
     "/usr",
     "/bin",
@@ -21,7 +22,7 @@ pub const DEFAULT_READ: &[&str] = &[
     "/libx32",
     "/etc/ld.so.cache",
     "/etc/alternatives",
-    "/etc/ssl",
+    "/etc/ssl/certs",
     "/etc/ca-certificates",
 ];
 

@@ -587,10 +587,12 @@ both!(file_larger_than_fsize, |s| {
 
 both!(sigkill_of_the_supervisor_leaves_no_worker, |s| {
     let marker = format!("{}.{}", 4000 + std::process::id() % 1000, rand_suffix());
-    let mut child = s
+    let child = s
         .command(&["run", "--", "/bin/sleep", &marker], &[])
         .spawn()
         .unwrap();
+    // Killed whatever happens below, so a failing run leaves nothing behind either.
+    let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let find = || {
         let o = Command::new("pgrep")
@@ -604,7 +606,7 @@ both!(sigkill_of_the_supervisor_leaves_no_worker, |s| {
         std::thread::sleep(Duration::from_millis(20));
     }
     Command::new("kill")
-        .args(["-KILL", &supervisor_pid(s, &child)])
+        .args(["-KILL", &supervisor_pid(s, &child.0)])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -615,8 +617,17 @@ both!(sigkill_of_the_supervisor_leaves_no_worker, |s| {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.wait();
+    let _ = child.0.wait();
 });
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// The supervisor's pid: devbox itself, or runuser's child (runuser re-raises the signals
 /// it forwards, so they are sent past it).
