@@ -311,8 +311,9 @@ const fn errno(e: i32) -> u32 {
 
 /// What runs before seccompiler's program: kill anything that isn't the native ABI (a
 /// 32-bit `int 0x80` call on x86_64 arrives with another arch and other numbers), answer x32
-/// numbers with `ENOSYS` as a kernel built without x32 would, and the same for `clone3`.
-fn prologue(audit_arch: u32, x32: bool) -> BpfProgram {
+/// numbers with `ENOSYS` as a kernel built without x32 would, and the same for `clone3`;
+/// then allow at once every number seccompiler's program has no rule for.
+fn prologue(audit_arch: u32, x32: bool, listed: &[u32]) -> BpfProgram {
     // Offsets into struct seccomp_data.
     const NR: u32 = 0;
     const ARCH: u32 = 4;
@@ -335,13 +336,83 @@ fn prologue(audit_arch: u32, x32: bool) -> BpfProgram {
     // namespace flags are visible.
     p.push(jump(jeq, libc::SYS_clone3 as u32, 0, 1));
     p.push(stmt(ret, errno(libc::ENOSYS)));
+    p.extend(fast_allow(listed));
+    p
+}
+
+/// Where a jump of the fast path goes: an instruction of the tree, the `ALLOW` after it,
+/// or the first instruction after that (seccompiler's program).
+#[derive(Clone, Copy)]
+enum To {
+    At(usize),
+    Allow,
+    Rules,
+}
+
+/// A binary search over the numbers seccompiler's program has rules for, with the number
+/// in the accumulator: a listed number goes on to those rules, any other is allowed at
+/// once. seccompiler tests the numbers one by one, so without this an ordinary call walks
+/// all of them, and so does the kernel when it installs the filter: it runs the program
+/// for every system call number to cache the ones that are always allowed. Installing
+/// took 145-176 µs here before this tree, 89-129 µs with it.
+fn fast_allow(listed: &[u32]) -> BpfProgram {
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let jge = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+    let mut keys = listed.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    // (code, k, jump if true, jump if false)
+    let mut tree: Vec<(u32, u32, To, To)> = Vec::new();
+    fn grow(keys: &[u32], tree: &mut Vec<(u32, u32, To, To)>, jeq: u32, jge: u32) {
+        if keys.len() <= 3 {
+            for (i, &k) in keys.iter().enumerate() {
+                let miss = if i + 1 == keys.len() {
+                    To::Allow
+                } else {
+                    To::At(tree.len() + 1)
+                };
+                tree.push((jeq, k, To::Rules, miss));
+            }
+            if keys.is_empty() {
+                tree.push((jeq, u32::MAX, To::Rules, To::Allow));
+            }
+            return;
+        }
+        let (low, high) = keys.split_at(keys.len() / 2);
+        let node = tree.len();
+        tree.push((jge, high[0], To::Allow, To::At(node + 1)));
+        grow(low, tree, jeq, jge);
+        tree[node].2 = To::At(tree.len());
+        grow(high, tree, jeq, jge);
+    }
+    grow(&keys, &mut tree, jeq, jge);
+    let allow = tree.len();
+    let offset = |from: usize, to: To| -> u8 {
+        let target = match to {
+            To::At(i) => i,
+            To::Allow => allow,
+            To::Rules => allow + 1,
+        };
+        u8::try_from(target - from - 1).expect("the tree is shorter than 256 instructions")
+    };
+    let mut p: BpfProgram = tree
+        .iter()
+        .enumerate()
+        .map(|(i, &(code, k, t, f))| jump(code, k, offset(i, t), offset(i, f)))
+        .collect();
+    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
     p
 }
 
 /// The worker's filter, compiled in the parent so that the forked child only installs it.
 pub fn program() -> Result<BpfProgram, Error> {
     let (arch, audit_arch) = native()?;
-    let mut program = prologue(audit_arch, arch == TargetArch::x86_64);
+    let listed: Vec<u32> = rules()
+        .map_err(Error::Compile)?
+        .keys()
+        .map(|&n| n as u32)
+        .collect();
+    let mut program = prologue(audit_arch, arch == TargetArch::x86_64, &listed);
     program.extend(deny_list(arch)?);
     Ok(program)
 }
@@ -464,7 +535,8 @@ mod tests {
     fn the_prologue_comes_first_and_seccompilers_program_follows_unchanged() {
         let (arch, audit) = native().unwrap();
         let p = program().unwrap();
-        let head = prologue(audit, arch == TargetArch::x86_64);
+        let listed: Vec<u32> = rules().unwrap().keys().map(|&n| n as u32).collect();
+        let head = prologue(audit, arch == TargetArch::x86_64, &listed);
         let tail = deny_list(arch).unwrap();
         assert_eq!(p[..head.len()], head[..]);
         assert_eq!(p[head.len()..], tail[..]);
@@ -660,6 +732,38 @@ mod tests {
     }
 
     #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_fast_path_changes_no_verdict() {
+        // The program with and without the binary search in front agree on every number
+        // (with the arguments that matter to the argument rules).
+        let (arch, audit) = native().unwrap();
+        let fast = program().unwrap();
+        let mut slow = prologue(audit, arch == TargetArch::x86_64, &[]);
+        slow.truncate(slow.len() - 2); // the empty tree and its ALLOW
+        slow.extend(deny_list(arch).unwrap());
+        let argsets: [[u64; 6]; 4] = [
+            [0; 6],
+            [libc::CLONE_NEWUSER as u64, TIOCSTI, 0, 0, 0, 0],
+            [libc::AF_PACKET as u64, 0, 0, 0, 0, 0],
+            [0x0040000, 0, 0, 0, 0, 0],
+        ];
+        for nr in 0..600 {
+            for args in argsets {
+                assert_eq!(
+                    verdict(&fast, nr, audit, args),
+                    verdict(&slow, nr, audit, args),
+                    "syscall {nr} with {args:?}"
+                );
+            }
+        }
+        assert!(
+            fast.len() < slow.len() + 120,
+            "{} vs {}",
+            fast.len(),
+            slow.len()
+        );
+    }
+
     #[test]
     fn the_program_says_what_the_policy_says() {
         const X86_64: u32 = 0xc000_003e;
