@@ -78,7 +78,7 @@ fn write_file(path: &str, text: &str) -> Result<(), String> {
 }
 
 /// The init's whole life. Runs in the cloned child; never returns.
-pub fn init(inside: Inside, fds: Fds) -> ! {
+pub fn init(mut inside: Inside, fds: Fds) -> ! {
     let sock = fds.sock.as_raw_fd();
     // Die with the supervisor: PDEATHSIG for the common case, the `alive` pipe for
     // everything PDEATHSIG misses (it follows the parent *thread*).
@@ -137,11 +137,12 @@ pub fn init(inside: Inside, fds: Fds) -> ! {
         fail(sock, &format!("handing listeners to the supervisor: {e}"));
     }
     drop(listeners);
-    // Wait for "go": the supervisor has put us in the cgroup and is serving the proxy.
-    let mut go = [0u8; 8];
+    // Wait for "go": the supervisor has put us in the cgroup and is serving the proxy; "go
+    // rlimits" when no cgroup could be had.
+    let mut go = [0u8; 16];
     let mut iov = [IoSliceMut::new(&mut go)];
     match nix::sys::socket::recvmsg::<()>(sock, &mut iov, None, MsgFlags::empty()) {
-        Ok(r) if r.bytes > 0 => {}
+        Ok(r) if r.bytes > 0 => inside.rlimit_fallback = r.bytes > 2,
         _ => unsafe { libc::_exit(EXIT_SETUP) },
     }
     let worker = spawn_worker(&inside, &env, &fds)

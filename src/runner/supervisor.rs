@@ -203,23 +203,6 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     let landlock = use_landlock.then(|| landlock_rules(spec, &plan.shown, opts.control));
     let seccomp = super::seccomp::program().map_err(|e| Error::Setup(format!("seccomp: {e}")))?;
 
-    // The cgroup, or rlimits when none can be made.
-    let wants_cgroup =
-        spec.limits.memory.is_some() || spec.limits.pids.is_some() || spec.limits.cpus.is_some();
-    let mut cgroup = None;
-    if wants_cgroup {
-        match super::cgroup::create(&spec.name, &spec.limits) {
-            Ok(super::cgroup::Placement::Cgroup(c)) => cgroup = Some(c),
-            Ok(super::cgroup::Placement::Unavailable { reason }) => (opts.warn)(&format!(
-                "no cgroup for the limits ({reason}); memory and pids are limited with rlimits instead{}",
-                if spec.limits.cpus.is_some() { ", cpus not at all" } else { "" }
-            )),
-            Err(e) => (opts.warn)(&format!(
-                "no cgroup for the limits ({e}); memory and pids are limited with rlimits instead"
-            )),
-        }
-    }
-
     let mut env: Vec<CString> = spec
         .env
         .iter()
@@ -240,7 +223,8 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         path: env_path,
         workdir: spec.workdir.clone(),
         limits: spec.limits.clone(),
-        rlimit_fallback: wants_cgroup && cgroup.is_none(),
+        // Decided after the clone, with the cgroup; the init hears it with "go".
+        rlimit_fallback: false,
         landlock,
         seccomp,
         forwarded: forwarded(),
@@ -314,6 +298,21 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         )));
     }
     let init = Pid::from_raw(pid as i32);
+    // The cgroup (or rlimits, when none can be made) is made while the init builds the
+    // sandbox on the other core.
+    let mut cgroup = None;
+    if needs_cgroup(spec) {
+        match super::cgroup::create(&spec.name, &spec.limits) {
+            Ok(super::cgroup::Placement::Cgroup(c)) => cgroup = Some(c),
+            Ok(super::cgroup::Placement::Unavailable { reason }) => (opts.warn)(&format!(
+                "no cgroup for the limits ({reason}); memory and pids are limited with rlimits instead{}",
+                if spec.limits.cpus.is_some() { ", cpus not at all" } else { "" }
+            )),
+            Err(e) => (opts.warn)(&format!(
+                "no cgroup for the limits ({e}); memory and pids are limited with rlimits instead"
+            )),
+        }
+    }
     let mut on_ready = opts.on_ready.take();
     let result = supervise(
         spec,
@@ -378,6 +377,12 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         },
     });
     Ok(outcome)
+}
+
+/// Memory, pids and cpus are cgroup limits (or, without one, rlimits).
+fn needs_cgroup(spec: &RunSpec) -> bool {
+    let l = &spec.limits;
+    l.memory.is_some() || l.pids.is_some() || l.cpus.is_some()
 }
 
 fn sanitize(name: &str) -> String {
@@ -515,8 +520,13 @@ fn supervise(
         )
         .map_err(|e| Error::Setup(format!("egress proxy: {e}")))?;
     }
-    nix::unistd::write(sock, b"go")
-        .map_err(|e| Error::Inside(format!("starting the worker: {e}")))?;
+    // "go", or "go rlimits" when the limits must be rlimits.
+    let go: &[u8] = if needs_cgroup(spec) && cgroup.is_none() {
+        b"go rlimits"
+    } else {
+        b"go"
+    };
+    nix::unistd::write(sock, go).map_err(|e| Error::Inside(format!("starting the worker: {e}")))?;
 
     wait(
         spec,
