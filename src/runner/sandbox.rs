@@ -35,6 +35,9 @@ pub struct Inside {
     pub proxy: bool,
     /// Bind the control socket.
     pub control: bool,
+    /// Wait for the supervisor's "go" before starting the worker: it has a cgroup to put
+    /// the init in, or listeners to serve first.
+    pub wait_go: bool,
     pub prepare: Vec<Op>,
     pub enter: Vec<Op>,
     pub argv: Vec<CString>,
@@ -139,11 +142,13 @@ pub fn init(mut inside: Inside, fds: Fds) -> ! {
     drop(listeners);
     // Wait for "go": the supervisor has put us in the cgroup and is serving the proxy; "go
     // rlimits" when no cgroup could be had.
-    let mut go = [0u8; 16];
-    let mut iov = [IoSliceMut::new(&mut go)];
-    match nix::sys::socket::recvmsg::<()>(sock, &mut iov, None, MsgFlags::empty()) {
-        Ok(r) if r.bytes > 0 => inside.rlimit_fallback = r.bytes > 2,
-        _ => unsafe { libc::_exit(EXIT_SETUP) },
+    if inside.wait_go {
+        let mut go = [0u8; 16];
+        let mut iov = [IoSliceMut::new(&mut go)];
+        match nix::sys::socket::recvmsg::<()>(sock, &mut iov, None, MsgFlags::empty()) {
+            Ok(r) if r.bytes > 0 => inside.rlimit_fallback = r.bytes > 2,
+            _ => unsafe { libc::_exit(EXIT_SETUP) },
+        }
     }
     let worker = spawn_worker(&inside, &env, &fds)
         .unwrap_or_else(|e| fail(sock, &format!("starting the worker: {e}")));

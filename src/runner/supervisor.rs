@@ -216,6 +216,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         loopback: spec.net != Net::Host,
         proxy: matches!(spec.net, Net::Proxy(_)),
         control: opts.control,
+        wait_go: waits_for_go(spec, &opts),
         prepare: plan.prepare,
         enter: plan.enter,
         argv: spec.argv.iter().map(|a| cstr(a)).collect(),
@@ -379,6 +380,13 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     Ok(outcome)
 }
 
+/// Whether the init waits for "go" before starting the worker: only when the supervisor
+/// has something to do first (a cgroup to put it in, listeners to serve); otherwise the
+/// round trip is saved.
+fn waits_for_go(spec: &RunSpec, opts: &Options) -> bool {
+    opts.control || needs_cgroup(spec) || matches!(spec.net, Net::Proxy(_))
+}
+
 /// Memory, pids and cpus are cgroup limits (or, without one, rlimits).
 fn needs_cgroup(spec: &RunSpec) -> bool {
     let l = &spec.limits;
@@ -521,12 +529,15 @@ fn supervise(
         .map_err(|e| Error::Setup(format!("egress proxy: {e}")))?;
     }
     // "go", or "go rlimits" when the limits must be rlimits.
-    let go: &[u8] = if needs_cgroup(spec) && cgroup.is_none() {
-        b"go rlimits"
-    } else {
-        b"go"
-    };
-    nix::unistd::write(sock, go).map_err(|e| Error::Inside(format!("starting the worker: {e}")))?;
+    if waits_for_go(spec, opts) {
+        let go: &[u8] = if needs_cgroup(spec) && cgroup.is_none() {
+            b"go rlimits"
+        } else {
+            b"go"
+        };
+        nix::unistd::write(sock, go)
+            .map_err(|e| Error::Inside(format!("starting the worker: {e}")))?;
+    }
 
     wait(
         spec,
