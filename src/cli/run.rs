@@ -161,6 +161,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Some(p) => AuditLog::to_file(&name, &absolute(&cwd, Path::new(p)))?,
         None => AuditLog::to_file(&name, &log_dir.join("devbox-audit.jsonl"))?,
     });
+    reexec_if_threaded()?;
     let control = a.control || a.wait_ready || worker.control;
     let warn = Box::new(|w: &str| eprintln!("devbox: warning: {w}"));
     if a.wait_ready {
@@ -177,6 +178,25 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     Ok(finish(&spec, &outcome))
+}
+
+/// The sandbox is cloned from this process, which must have one thread for that (a clone
+/// copies only the calling thread, and the others' locks with it). If anything has
+/// started threads by now, devbox starts itself again, from the top, as a fresh
+/// single-threaded helper with the same arguments: exec ends every thread.
+fn reexec_if_threaded() -> anyhow::Result<()> {
+    const AGAIN: &str = "DEVBOX_RUN_REEXECUTED";
+    if supervisor::threads() <= 1 || std::env::var_os(AGAIN).is_some() {
+        return Ok(());
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let args: Vec<std::ffi::CString> = std::env::args_os()
+        .map(|a| std::ffi::CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+    std::env::set_var(AGAIN, "1");
+    let exe = std::ffi::CString::new("/proc/self/exe").unwrap_or_default();
+    let e = nix::unistd::execv(&exe, &args).unwrap_err();
+    bail!("starting devbox again single-threaded: {e}")
 }
 
 /// Says how the worker ended when that is not obvious from its own output, and passes its

@@ -115,7 +115,7 @@ impl From<&NetPolicy> for Net {
     }
 }
 
-/// What `resolve` needs from outside: the host environment and where `~` points.
+/// What `resolve` needs from outside: the host environment, for `env.pass`.
 pub struct Host<'a> {
     pub env: &'a BTreeMap<String, String>,
 }

@@ -65,7 +65,8 @@ pub struct Outcome {
     pub exec_error: Option<String>,
 }
 
-fn threads() -> usize {
+/// The calling process's thread count, from `/proc/self/status`.
+pub fn threads() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
