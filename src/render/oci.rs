@@ -411,18 +411,7 @@ fn mounts(
         files.push((EMPTY.into(), Vec::new(), 0));
     }
     // The worker is root inside (see `linux`), so root and nobody are all there is.
-    let generated = [
-        (
-            "passwd",
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-                .to_string(),
-        ),
-        ("group", "root:x:0:\nnogroup:x:65534:\n".to_string()),
-        (
-            "hosts",
-            format!("127.0.0.1 localhost {hostname}\n::1 localhost\n"),
-        ),
-    ];
+    let generated = crate::runner::rootfs::etc_files(0, 0, hostname);
     for (file, text) in generated {
         let dst = Path::new("/etc").join(file);
         if covered(spec, &dst) {
@@ -965,27 +954,6 @@ mod tests {
         }
         // The upper half is ignored, as the kernel ignores it.
         assert!(!refused(0x1_0000_0008));
-    }
-
-    #[test]
-    fn links_below_the_root_resolve_from_their_own_directory() {
-        // `runner::rootfs::resolve` took /bin/sh to /usr/bin/usr/bin/dash, so an allowed
-        // /bin/sh lost its executable bind and the transform worker could not start.
-        let h = Fake::debian();
-        let (real, links) = resolve(&h, Path::new("/bin/sh")).unwrap();
-        assert_eq!(real, Path::new("/usr/bin/dash"));
-        assert_eq!(
-            links,
-            [
-                (PathBuf::from("/bin"), PathBuf::from("usr/bin")),
-                ("/usr/bin/sh".into(), "dash".into())
-            ]
-        );
-        assert_eq!(
-            resolve(&h, Path::new("/lib/../etc")).unwrap().0,
-            Path::new("/etc")
-        );
-        assert!(resolve(&h, Path::new("/nope/x")).is_none());
     }
 
     /// Each mount as `destination type source options`, in order.

@@ -313,41 +313,15 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
     });
 
     // Who is who, when the policy does not show the host's files.
-    let etc = |name: &str| Path::new("/etc").join(name);
-    if !covered(&etc("passwd")) {
-        let (u, g) = (opts.uid, opts.gid);
-        let mut text = String::from("root:x:0:0:root:/root:/bin/sh\n");
-        if u != 0 {
-            text.push_str(&format!("user:x:{u}:{g}:sandbox:/tmp:/bin/sh\n"));
+    for (name, text) in etc_files(opts.uid, opts.gid, &opts.hostname) {
+        let path = Path::new("/etc").join(name);
+        if covered(&path) {
+            continue;
         }
-        text.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
-        p.shown.push((etc("passwd"), false));
+        p.shown.push((path.clone(), false));
         ops.push(Op::WriteFile {
-            path: under(NEW, &etc("passwd")),
+            path: under(NEW, &path),
             contents: text.into_bytes(),
-            mode: 0o644,
-        });
-    }
-    if !covered(&etc("group")) {
-        let g = opts.gid;
-        let mut text = String::from("root:x:0:\n");
-        if g != 0 {
-            text.push_str(&format!("user:x:{g}:\n"));
-        }
-        text.push_str("nogroup:x:65534:\n");
-        p.shown.push((etc("group"), false));
-        ops.push(Op::WriteFile {
-            path: under(NEW, &etc("group")),
-            contents: text.into_bytes(),
-            mode: 0o644,
-        });
-    }
-    if !covered(&etc("hosts")) {
-        p.shown.push((etc("hosts"), false));
-        ops.push(Op::WriteFile {
-            path: under(NEW, &etc("hosts")),
-            contents: format!("127.0.0.1 localhost {}\n::1 localhost\n", opts.hostname)
-                .into_bytes(),
             mode: 0o644,
         });
     }
@@ -377,6 +351,29 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
         Op::Chdir("/".into()),
     ];
     p
+}
+
+/// The `/etc/passwd`, `/etc/group` and `/etc/hosts` a sandbox gets when its policy does
+/// not show the host's: root, the worker's own ids when they are not root's, and nobody.
+pub fn etc_files(uid: u32, gid: u32, hostname: &str) -> [(&'static str, String); 3] {
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    if uid != 0 {
+        passwd.push_str(&format!("user:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n"));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    let mut group = String::from("root:x:0:\n");
+    if gid != 0 {
+        group.push_str(&format!("user:x:{gid}:\n"));
+    }
+    group.push_str("nogroup:x:65534:\n");
+    [
+        ("passwd", passwd),
+        ("group", group),
+        (
+            "hosts",
+            format!("127.0.0.1 localhost {hostname}\n::1 localhost\n"),
+        ),
+    ]
 }
 
 /// Mirrors the symbolic links on the way to a path into the new root, once each.
@@ -629,6 +626,8 @@ mod tests {
 
     #[test]
     fn links_are_resolved_and_remembered() {
+        // A relative link below the root resolves from its own directory: /bin/sh once
+        // resolved to /usr/bin/usr/bin/dash, so an allowed /bin/sh lost its executable bind.
         let h = Fake::debian();
         let (real, links) = resolve(&h, Path::new("/bin/sh")).unwrap();
         assert_eq!(real, Path::new("/usr/bin/dash"));
