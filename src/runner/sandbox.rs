@@ -68,11 +68,7 @@ pub const EXIT_SETUP: i32 = 125;
 
 /// Reports `msg` to the supervisor and exits.
 fn fail(sock: RawFd, msg: &str) -> ! {
-    let line = format!("ERR {msg}");
-    let _ = nix::unistd::write(
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) },
-        line.as_bytes(),
-    );
+    report(sock, &format!("ERR {msg}"));
     unsafe { libc::_exit(EXIT_SETUP) }
 }
 
@@ -254,7 +250,7 @@ fn reap(worker: Pid, forwarded: &SigSet, sock: RawFd, alive: OwnedFd) -> ! {
     };
     loop {
         let mut fds = [
-            PollFd::new(sfd.as_fd_ref(), PollFlags::POLLIN),
+            PollFd::new(std::os::fd::AsFd::as_fd(&sfd), PollFlags::POLLIN),
             PollFd::new(std::os::fd::AsFd::as_fd(&alive), PollFlags::POLLIN),
         ];
         if poll(&mut fds, PollTimeout::NONE).is_err() {
@@ -288,21 +284,11 @@ fn reap(worker: Pid, forwarded: &SigSet, sock: RawFd, alive: OwnedFd) -> ! {
     }
 }
 
-trait AsFdRef {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
-}
-
-impl AsFdRef for SignalFd {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
-    }
-}
-
+/// One line to the supervisor (a datagram on the seqpacket socket).
 fn report(sock: RawFd, line: &str) {
-    let _ = nix::unistd::write(
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) },
-        line.as_bytes(),
-    );
+    // SAFETY: `sock` is the init's end of the supervisor's socket, open for its whole life.
+    let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(sock) };
+    let _ = nix::unistd::write(sock, line.as_bytes());
 }
 
 /// The fd the worker reports an exec failure on (close-on-exec, so success says nothing).
