@@ -35,8 +35,8 @@ pub struct Args {
     /// Hide PATH even where a shown path contains it (repeatable).
     #[arg(long = "deny", value_name = "PATH")]
     pub deny: Vec<PathBuf>,
-    /// `none`, `host`, `allow=HOST:PORT`, `deny=HOST:PORT` or `default=allow|warn|deny`
-    /// (repeatable).
+    /// `none`, `host`, `allow=HOST:PORT`, `warn=HOST:PORT`, `deny=HOST:PORT` or
+    /// `default=allow|warn|deny` (repeatable; HOST may start with `*.`, PORT may be `*`).
     #[arg(long = "net", value_name = "RULE")]
     pub net: Vec<String>,
     /// Allow HOST:PORT through the proxy and record it (repeatable).
@@ -51,14 +51,19 @@ pub struct Args {
     /// The only binaries the worker may execute (repeatable).
     #[arg(long = "exec-allow", value_name = "PATH")]
     pub exec_allow: Vec<PathBuf>,
+    /// Memory limit, e.g. `256m` (a cgroup; without one, the address space).
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
+    /// Most processes and threads at once.
     #[arg(long, value_name = "N")]
     pub pids: Option<u32>,
+    /// CPU time, in cores, e.g. `0.5` (needs a cgroup).
     #[arg(long, value_name = "CORES")]
     pub cpus: Option<f64>,
+    /// Most open files per process.
     #[arg(long, value_name = "N")]
     pub nofile: Option<u64>,
+    /// Largest file the worker may write, e.g. `8m`.
     #[arg(long, value_name = "SIZE")]
     pub fsize: Option<String>,
     /// Wall-clock limit, e.g. `30s`.
@@ -92,9 +97,10 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         }
         None => {
             if a.args.is_empty() {
-                bail!(
-                    "nothing to run\nhint: devbox run WORKER, or devbox run [FLAGS] -- CMD ARGS..."
+                eprintln!(
+                    "error: nothing to run\nhint: devbox run WORKER, or devbox run [FLAGS] -- CMD ARGS..."
                 );
+                return Ok(ExitCode::from(super::EXIT_CONFIG));
             }
             (
                 "adhoc".to_string(),
@@ -115,7 +121,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    overlay(&mut worker.policy, a, &cwd)?;
+    // A flag devbox cannot read is a usage error, like clap's own: exit 2, nothing run.
+    if let Err(e) = overlay(&mut worker.policy, a, &cwd) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(super::EXIT_CONFIG));
+    }
     if let Some(w) = &a.workdir {
         worker.workdir = absolute(&cwd, w).display().to_string();
     }

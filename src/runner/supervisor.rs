@@ -190,9 +190,6 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             exec_by_mounts,
         },
     );
-    for n in &plan.notes {
-        (opts.warn)(n);
-    }
     for m in &spec.mounts {
         if m.kind == MountKind::ReadWrite && !m.path.exists() {
             return Err(Error::Setup(format!(
@@ -200,6 +197,9 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
                 m.path.display()
             )));
         }
+    }
+    for n in &plan.notes {
+        (opts.warn)(n);
     }
     let landlock = use_landlock.then(|| landlock_rules(spec, &plan.shown, opts.control));
     let seccomp = super::seccomp::program().map_err(|e| Error::Setup(format!("seccomp: {e}")))?;

@@ -345,6 +345,37 @@ both!(timeout_stops_the_worker, |s| {
         .any(|l| l["rule"] == "limits.timeout" && l["decision"] == "deny"));
 });
 
+#[test]
+fn flags_it_cannot_read_are_usage_errors_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    for (flags, message) in [
+        (
+            vec!["--net", "bogus"],
+            "error: --net bogus: expected none, host, allow=HOST:PORT, warn=HOST:PORT, deny=HOST:PORT or default=allow|warn|deny\n",
+        ),
+        (
+            vec!["--net", "allow=nohost"],
+            "error: `nohost` is not a destination: expected HOST:PORT, HOST may start with `*.` and PORT may be `*`\n",
+        ),
+        (vec!["--memory", "lots"], "error: --memory lots: expected a size such as 256m\n"),
+        (vec!["--env", "NOEQUALS"], "error: --env NOEQUALS: expected VAR=VALUE\n"),
+    ] {
+        let mut args = vec!["run"];
+        args.extend(flags);
+        args.extend(["--rw", dir.path().to_str().unwrap(), "--", "/bin/sh", "-c", &touch]);
+        let o = crate::util::Devbox::new(dir.path()).args(&args).run();
+        assert_eq!((o.code, o.stderr.as_str()), (2, message), "{o:?}");
+        assert!(!marker.exists());
+    }
+    let o = crate::util::Devbox::new(dir.path()).args(["run"]).run();
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (2, "error: nothing to run\nhint: devbox run WORKER, or devbox run [FLAGS] -- CMD ARGS...\n")
+    );
+}
+
 both!(a_missing_command_says_so, |s| {
     let o = s.run(&["run", "--", "/no/such/binary"]);
     assert_eq!(o.code, 127, "{o:?}");
