@@ -52,6 +52,10 @@ pub struct Inside {
     pub seccomp: seccompiler::BpfProgram,
     /// The signals the supervisor forwards (blocked here; read through a signalfd).
     pub forwarded: SigSet,
+    /// Signals the supervisor ignores (its parent's `nohup`, Rust's SIGPIPE): execve keeps
+    /// an ignored signal ignored, so the worker sets these back to default. (Caught ones
+    /// are reset by execve itself.)
+    pub ignored: Vec<i32>,
 }
 
 /// The descriptors the inside keeps: its end of the supervisor's socket, the read end of
@@ -291,6 +295,36 @@ fn report(sock: RawFd, line: &str) {
     let _ = nix::unistd::write(sock, line.as_bytes());
 }
 
+/// Sets signal `sig` to its default action with the raw system call: glibc's `signal`
+/// refuses 32 and 33, which it keeps for itself, but an ignored 32 or 33 would still be
+/// inherited across execve.
+fn default_disposition(sig: i32) {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let sa = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: the kernel's struct sigaction as x86_64 and aarch64 lay it out (handler,
+    // flags, restorer, mask), for the 8-byte signal set the kernel expects.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &sa as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
+
 /// The fd the worker reports an exec failure on (close-on-exec, so success says nothing).
 const EXEC_ERR_FD: RawFd = 3;
 
@@ -317,13 +351,10 @@ fn worker(inside: &Inside, env: &[CString], err_fd: RawFd) -> ! {
     }
     // A new session: no controlling terminal, so TIOCSTI has nothing to push into.
     let _ = nix::unistd::setsid();
-    // Signals as a fresh process has them (Rust ignores SIGPIPE; the init blocked some).
-    unsafe {
-        for s in 1..libc::SIGRTMAX() {
-            if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
-            }
-        }
+    // Signals as a fresh process has them: none ignored, none blocked (the init blocked
+    // the ones it forwards).
+    for &s in &inside.ignored {
+        default_disposition(s);
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     if let Err(e) = nix::unistd::chdir(&inside.workdir) {

@@ -65,16 +65,33 @@ pub struct Outcome {
     pub exec_error: Option<String>,
 }
 
-/// The calling process's thread count, from `/proc/self/status`.
+/// A field of `/proc/self/status`, trimmed.
+fn status_field(name: &str) -> Option<String> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// The calling process's thread count.
 pub fn threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-        })
+    status_field("Threads")
+        .and_then(|n| n.parse().ok())
         .unwrap_or(1)
+}
+
+/// The signals this process ignores (`SigIgn`, a hexadecimal mask of signal numbers - 1);
+/// all but SIGKILL and SIGSTOP when it cannot be read, to be safe.
+fn ignored_signals() -> Vec<i32> {
+    let all = || -> Vec<i32> {
+        (1..libc::SIGRTMAX())
+            .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+            .collect()
+    };
+    let Some(mask) = status_field("SigIgn").and_then(|m| u64::from_str_radix(&m, 16).ok()) else {
+        return all();
+    };
+    (1..=64).filter(|s| mask & (1u64 << (s - 1)) != 0).collect()
 }
 
 /// Resolves `prog` the way the worker's exec will (on the worker's PATH), on the host's
@@ -230,6 +247,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         landlock,
         seccomp,
         forwarded: forwarded(),
+        ignored: ignored_signals(),
     };
 
     let (outer, inner) = socketpair(

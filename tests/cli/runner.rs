@@ -214,7 +214,7 @@ both!(the_view_is_only_the_policy, |s| {
         "--",
         "/bin/sh",
         "-c",
-        "ls / | tr '\\n' ' '; echo; id -u; hostname; ls /dev | tr '\\n' ' '; echo; cat /proc/self/status | grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):'",
+        "ls / | tr '\\n' ' '; echo; id -u; hostname; ls /dev | tr '\\n' ' '; echo; cat /proc/self/status | grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp|SigIgn|SigBlk):'",
     ]);
     assert_eq!(o.code, 0, "{o:?}");
     let lines: Vec<&str> = o.stdout.lines().collect();
@@ -244,6 +244,9 @@ both!(the_view_is_only_the_policy, |s| {
     assert!(o.stdout.contains("CapBnd:\t0000000000000000"), "{o:?}");
     assert!(o.stdout.contains("NoNewPrivs:\t1"), "{o:?}");
     assert!(o.stdout.contains("Seccomp:\t2"), "{o:?}");
+    // devbox itself ignores SIGPIPE and blocks the signals it forwards; the worker neither.
+    assert!(o.stdout.contains("SigIgn:\t0000000000000000"), "{o:?}");
+    assert!(o.stdout.contains("SigBlk:\t0000000000000000"), "{o:?}");
 });
 
 fn nix_uid(user: &str) -> u32 {
