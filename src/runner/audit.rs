@@ -73,6 +73,12 @@ impl AuditLog {
     /// Appends one line; a write error is reported once on stderr and does not stop the
     /// worker (the decision itself has already been enforced).
     pub fn record(&self, ev: &Event<'_>) {
+        self.record_all(std::slice::from_ref(ev));
+    }
+
+    /// Appends one line per event with a single write (the decisions made before the
+    /// worker starts go out together).
+    pub fn record_all(&self, events: &[Event<'_>]) {
         #[derive(Serialize)]
         struct Line<'a> {
             ts_ms: u128,
@@ -84,20 +90,22 @@ impl AuditLog {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let mut line = match serde_json::to_vec(&Line {
-            ts_ms,
-            worker: &self.worker,
-            ev,
-        }) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        line.push(b'\n');
+        let mut lines = Vec::with_capacity(160 * events.len());
+        for ev in events {
+            let line = Line {
+                ts_ms,
+                worker: &self.worker,
+                ev,
+            };
+            if serde_json::to_writer(&mut lines, &line).is_ok() {
+                lines.push(b'\n');
+            }
+        }
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         let res = match &mut *sink {
-            // One write call per line: O_APPEND keeps concurrent writers' lines whole.
-            Sink::File(f) => f.write_all(&line),
-            Sink::Stderr => std::io::stderr().write_all(&line),
+            // One write call: O_APPEND keeps concurrent writers' lines whole.
+            Sink::File(f) => f.write_all(&lines),
+            Sink::Stderr => std::io::stderr().write_all(&lines),
             Sink::Discard => Ok(()),
         };
         if let Err(e) = res {

@@ -145,14 +145,17 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     }
     let audit = &opts.audit;
     let start = Instant::now();
-    for d in &spec.decisions {
-        audit.record(&Event {
+    let decided: Vec<Event<'_>> = spec
+        .decisions
+        .iter()
+        .map(|d| Event {
             kind: d.kind,
             decision: d.decision,
             what: &d.what,
             rule: &d.rule,
-        });
-    }
+        })
+        .collect();
+    audit.record_all(&decided);
     let env_path: Vec<PathBuf> = spec
         .env
         .iter()
