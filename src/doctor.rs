@@ -256,15 +256,7 @@ pub fn machine(out: &mut Vec<Check>) {
             ),
         },
     );
-    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) returns the ABI.
-    let abi = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
+    let abi = crate::runner::landlock::abi();
     out.push(if abi > 0 {
         check("landlock", Status::Pass, format!("ABI version {abi}"), None)
     } else {

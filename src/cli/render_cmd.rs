@@ -9,7 +9,7 @@ use anyhow::bail;
 use super::Global;
 use crate::render::oci;
 use crate::runner::rootfs::RealFs;
-use crate::runner::spec::{self, Host};
+use crate::runner::spec;
 use crate::{plan, render};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,8 +72,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
 fn bundle(g: &Global, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let c = super::load(g)?.config;
     let w = super::worker(&c, name)?;
-    let host_env = crate::runner::supervisor::host_env();
-    let run_spec = spec::resolve(name, w, &[], &Host { env: &host_env });
+    let run_spec = spec::resolve(name, w, &[], &crate::runner::supervisor::host_env());
     let b = oci::render(&run_spec, &RealFs, &oci::Caller::current())?;
     oci::write(&b, dir)?;
     for w in &b.warnings {

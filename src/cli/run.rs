@@ -9,9 +9,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use super::Global;
+use crate::config::absolute;
 use crate::config::model::{Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, Policy, Worker};
 use crate::config::validate::{parse_duration_ms, parse_size, valid_destination};
-use crate::runner::spec::{self, Host};
+use crate::runner::spec;
 use crate::runner::supervisor::{self, Options};
 use crate::runner::AuditLog;
 
@@ -127,33 +128,15 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::EXIT_CONFIG));
     }
     if let Some(w) = &a.workdir {
-        worker.workdir = absolute(&cwd, w).display().to_string();
+        worker.workdir = absolute(w, &cwd).display().to_string();
     }
-    let host_env = supervisor::host_env();
-    let mut spec = spec::resolve(&name, &worker, &extra, &Host { env: &host_env });
-    if a.worker.is_none() && !a.ro.is_empty() {
+    if a.worker.is_none() && !worker.policy.fs.read.is_empty() {
         // Ad hoc, --ro adds to the defaults instead of replacing them.
-        spec.mounts = spec::resolve(
-            &name,
-            &Worker {
-                policy: Policy {
-                    fs: FsPolicy {
-                        read: spec::DEFAULT_READ
-                            .iter()
-                            .map(PathBuf::from)
-                            .chain(worker.policy.fs.read.iter().cloned())
-                            .collect(),
-                        ..worker.policy.fs.clone()
-                    },
-                    ..worker.policy.clone()
-                },
-                ..worker.clone()
-            },
-            &extra,
-            &Host { env: &host_env },
-        )
-        .mounts;
+        let mut read: Vec<PathBuf> = spec::DEFAULT_READ.iter().map(PathBuf::from).collect();
+        read.append(&mut worker.policy.fs.read);
+        worker.policy.fs.read = read;
     }
+    let spec = spec::resolve(&name, &worker, &extra, &supervisor::host_env());
 
     // Logs go to the project's .data/logs, or devbox's state directory when ad hoc.
     let log_dir = match &project {
@@ -168,7 +151,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     };
     let audit = Arc::new(match a.audit.as_deref() {
         Some("-") => AuditLog::to_stderr(&name),
-        Some(p) => AuditLog::to_file(&name, &absolute(&cwd, Path::new(p)))?,
+        Some(p) => AuditLog::to_file(&name, &absolute(Path::new(p), &cwd))?,
         None => AuditLog::to_file(&name, &log_dir.join("devbox-audit.jsonl"))?,
     });
     reexec_if_threaded()?;
@@ -320,28 +303,9 @@ fn detach(
     }
 }
 
-fn absolute(cwd: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        cwd.join(p)
-    };
-    let mut out = PathBuf::from("/");
-    for c in joined.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
-}
-
 /// Lays the flags over the worker's policy: paths and lists add, limits replace.
 fn overlay(p: &mut Policy, a: &Args, cwd: &Path) -> anyhow::Result<()> {
-    let abs = |v: &[PathBuf]| v.iter().map(|x| absolute(cwd, x)).collect::<Vec<_>>();
+    let abs = |v: &[PathBuf]| v.iter().map(|x| absolute(x, cwd)).collect::<Vec<_>>();
     p.fs.read.extend(abs(&a.ro));
     p.fs.write.extend(abs(&a.rw));
     p.fs.deny.extend(abs(&a.deny));

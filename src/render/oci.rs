@@ -28,8 +28,9 @@ use oci_spec::runtime::{
 };
 use oci_spec::OciSpecError;
 
+use crate::config::absolute;
 use crate::fsutil::{write_atomic, PathError, WrapPath};
-use crate::runner::rootfs::{is_library_dir, normalize, resolve, HostFs, Kind};
+use crate::runner::rootfs::{is_library_dir, resolve, HostFs, Kind, Resolved};
 use crate::runner::seccomp;
 use crate::runner::spec::{MountKind, Net, RunSpec};
 
@@ -154,22 +155,6 @@ struct Found {
     exec: bool,
 }
 
-/// The worker's hostname, as `devbox run` gives it.
-fn hostname(name: &str) -> String {
-    let n: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(48)
-        .collect();
-    format!("devbox-{n}")
-}
-
 fn depth(p: &Path) -> usize {
     p.components().count()
 }
@@ -191,7 +176,7 @@ fn mount(dst: &Path, typ: &str, src: &Path, opts: Vec<String>) -> Result<Mount, 
 pub fn render(spec: &RunSpec, host: &dyn HostFs, caller: &Caller) -> Result<Bundle, Error> {
     let mut warnings = Vec::new();
     let tree = tree(spec, host, &mut warnings);
-    let name = hostname(&spec.name);
+    let name = spec.hostname();
     let (mounts, files) = mounts(spec, &tree, &name)?;
     let links = rootfs_links(spec, &tree, &mut warnings);
     // A workdir nothing shows is made in rootfs/, as `runner::rootfs` makes it.
@@ -244,7 +229,7 @@ fn tree(spec: &RunSpec, host: &dyn HostFs, warnings: &mut Vec<String>) -> Tree {
     let mut found: Vec<Found> = Vec::new();
     for m in &spec.mounts {
         match resolve(host, &m.path) {
-            Some((real, links)) => found.push(Found {
+            Some(Resolved { real, links, .. }) => found.push(Found {
                 real,
                 links,
                 kind: m.kind,
@@ -258,7 +243,7 @@ fn tree(spec: &RunSpec, host: &dyn HostFs, warnings: &mut Vec<String>) -> Tree {
                     spec.name
                 ));
                 found.push(Found {
-                    real: normalize(&m.path),
+                    real: absolute(&m.path, Path::new("/")),
                     links: Vec::new(),
                     kind: m.kind,
                     exec: false,
@@ -522,16 +507,16 @@ fn exec_pass(spec: &RunSpec, host: &dyn HostFs) -> Vec<Found> {
     };
     for m in spec.mounts.iter().filter(|m| m.kind == MountKind::ReadOnly) {
         for lib in ["lib", "lib32", "lib64", "libx32"] {
-            if let Some((real, links)) = resolve(host, &m.path.join(lib)) {
-                if host.kind(&real) == Some(Kind::Dir) {
-                    push(real, links);
+            if let Some(r) = resolve(host, &m.path.join(lib)) {
+                if r.dir {
+                    push(r.real, r.links);
                 }
             }
         }
     }
     for b in &spec.exec_allow {
-        if let Some((real, links)) = resolve(host, b) {
-            push(real, links);
+        if let Some(r) = resolve(host, b) {
+            push(r.real, r.links);
         }
     }
     out
@@ -841,7 +826,7 @@ pub fn write(bundle: &Bundle, dir: &Path) -> Result<(), Error> {
 /// `path` (absolute, inside the container) under `root`.
 fn inside(root: &Path, path: &Path) -> PathBuf {
     let mut out = root.to_path_buf();
-    for c in normalize(path).components() {
+    for c in absolute(path, Path::new("/")).components() {
         if let Component::Normal(n) = c {
             out.push(n);
         }
@@ -887,9 +872,8 @@ fn clear(dir: &Path) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::config::model::Limits;
-    use crate::runner::spec::Mount as SpecMount;
 
-    use crate::runner::rootfs::fake::Fake;
+    use crate::runner::rootfs::fake::{spec, Fake};
 
     fn root() -> Caller {
         Caller {
@@ -897,26 +881,6 @@ mod tests {
             gid: 0,
             hard_nofile: 20_000,
             hard_fsize: RLIM_INFINITY,
-        }
-    }
-
-    fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
-        RunSpec {
-            name: "transform".into(),
-            argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
-            workdir: "/tmp".into(),
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-            mounts: mounts
-                .iter()
-                .map(|(p, k)| SpecMount {
-                    path: p.into(),
-                    kind: *k,
-                })
-                .collect(),
-            net: Net::None,
-            exec_allow: vec![],
-            limits: Limits::default(),
-            decisions: vec![],
         }
     }
 

@@ -212,6 +212,20 @@ fn add(
         })
 }
 
+/// The running kernel's Landlock ABI version, 0 or less when it has none:
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`.
+pub fn abi() -> i32 {
+    // SAFETY: the documented version query; no pointer is dereferenced.
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        ) as i32
+    }
+}
+
 /// The running kernel's ABI number, even when it is newer than any this crate knows.
 fn kernel_abi(status: LandlockStatus) -> i32 {
     match status {

@@ -107,27 +107,12 @@ fn nosuid_nodev() -> Attrs {
     }
 }
 
-/// Lexically normalises `p` (`.` and `..`) as an absolute path.
-pub fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
-}
-
 /// Resolves `path` on the host as the kernel would, with every symbolic link met on the way
 /// as `(link, target)`; `None` when something on the way is missing or the links loop.
 /// A relative link's target continues from the link's directory.
-pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<Resolved> {
     let mut links = Vec::new();
-    let mut pending: Vec<PathBuf> = normalize(path)
+    let mut pending: Vec<PathBuf> = crate::config::absolute(path, Path::new("/"))
         .components()
         .rev()
         .filter_map(|c| match c {
@@ -136,6 +121,7 @@ pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf,
         })
         .collect();
     let mut cur = PathBuf::from("/");
+    let mut dir = true;
     let mut hops = 0;
     while let Some(name) = pending.pop() {
         if name == Path::new("..") {
@@ -161,10 +147,27 @@ pub fn resolve(host: &dyn HostFs, path: &Path) -> Option<(PathBuf, Vec<(PathBuf,
                     }
                 }
             }
-            _ => cur = next,
+            kind => {
+                dir = kind == Kind::Dir;
+                cur = next;
+            }
         }
     }
-    Some((cur, links))
+    Some(Resolved {
+        real: cur,
+        dir,
+        links,
+    })
+}
+
+/// Where a path really is on the host, what it is there, and the links on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub real: PathBuf,
+    /// A directory (else a file, device or socket).
+    pub dir: bool,
+    /// Each symbolic link met, as `(link, target)`.
+    pub links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// `lib`, `lib64`, … but not `libexec`: where the dynamic loader maps code from.
@@ -397,7 +400,7 @@ fn bind_one(
     ops: &mut Vec<Op>,
     notes: &mut Vec<String>,
 ) {
-    let Some((real, links)) = resolve(host, &m.path) else {
+    let Some(Resolved { real, dir, links }) = resolve(host, &m.path) else {
         if m.kind != MountKind::Deny {
             notes.push(format!(
                 "{} does not exist on this machine; not shown in the sandbox",
@@ -406,7 +409,6 @@ fn bind_one(
         }
         return;
     };
-    let kind = host.kind(&real);
     let visible = bound.iter().any(|(b, _)| real.starts_with(b));
     match m.kind {
         MountKind::Deny => {
@@ -416,7 +418,7 @@ fn bind_one(
             }
             mirror_links(&links, linked, ops);
             let dst = under(NEW, &real);
-            if kind == Some(Kind::Dir) {
+            if dir {
                 ops.push(Op::Tmpfs {
                     path: dst,
                     mode: 0,
@@ -462,21 +464,7 @@ fn bind_one(
             if parent.is_some_and(|(_, a)| *a == attrs) {
                 return;
             }
-            let dst = under(NEW, &real);
-            ops.push(if kind == Some(Kind::Dir) {
-                Op::Mkdir(dst.clone())
-            } else {
-                Op::Touch(dst.clone())
-            });
-            ops.push(Op::Bind {
-                src: under(OLD, &real),
-                dst: dst.clone(),
-            });
-            ops.push(Op::SetAttrs {
-                path: dst,
-                attrs,
-                recursive: true,
-            });
+            bind(ops, &real, dir, attrs, true);
             bound.push((real, attrs));
         }
     }
@@ -491,55 +479,63 @@ fn exec_mounts(
     linked: &mut BTreeSet<PathBuf>,
     ops: &mut Vec<Op>,
 ) {
-    let mut again: Vec<PathBuf> = Vec::new();
+    // Each real path once, with whether it is a directory.
+    let mut again: Vec<(PathBuf, bool)> = Vec::new();
     for m in &spec.mounts {
         if m.kind != MountKind::ReadOnly {
             continue;
         }
         for lib in ["lib", "lib32", "lib64", "libx32"] {
-            let p = m.path.join(lib);
-            if let Some((real, _)) = resolve(host, &p) {
-                if host.kind(&real) == Some(Kind::Dir) && !again.contains(&real) {
-                    again.push(real);
+            if let Some(r) = resolve(host, &m.path.join(lib)) {
+                if r.dir && !again.iter().any(|(p, _)| *p == r.real) {
+                    again.push((r.real, true));
                 }
             }
         }
     }
     for b in &spec.exec_allow {
-        if let Some((real, links)) = resolve(host, b) {
-            mirror_links(&links, linked, ops);
-            if !again.contains(&real) {
-                again.push(real);
+        if let Some(r) = resolve(host, b) {
+            mirror_links(&r.links, linked, ops);
+            if !again.iter().any(|(p, _)| *p == r.real) {
+                again.push((r.real, r.dir));
             }
         }
     }
-    for real in again {
-        let dst = under(NEW, &real);
-        let dir = host.kind(&real) == Some(Kind::Dir);
-        ops.push(if dir {
-            Op::Mkdir(dst.clone())
-        } else {
-            Op::Touch(dst.clone())
-        });
-        ops.push(Op::Bind {
-            src: under(OLD, &real),
-            dst: dst.clone(),
-        });
-        ops.push(Op::SetAttrs {
-            path: dst,
-            attrs: Attrs {
-                readonly: true,
-                ..nosuid_nodev()
-            },
-            recursive: dir,
-        });
+    let exec = Attrs {
+        readonly: true,
+        ..nosuid_nodev()
+    };
+    for (real, dir) in again {
+        bind(ops, &real, dir, exec, dir);
     }
+}
+
+/// Shows the host's `real` at the same place in the new root: a mount point, the bind,
+/// then its attributes.
+fn bind(ops: &mut Vec<Op>, real: &Path, dir: bool, attrs: Attrs, recursive: bool) {
+    let dst = under(NEW, real);
+    ops.push(if dir {
+        Op::Mkdir(dst.clone())
+    } else {
+        Op::Touch(dst.clone())
+    });
+    ops.push(Op::Bind {
+        src: under(OLD, real),
+        dst: dst.clone(),
+    });
+    ops.push(Op::SetAttrs {
+        path: dst,
+        attrs,
+        recursive,
+    });
 }
 
 /// A Debian-like host for tests of what is planned from it.
 #[cfg(test)]
 pub(crate) mod fake {
     use super::{HostFs, Kind};
+    use crate::config::model::Limits;
+    use crate::runner::spec::{Mount, MountKind, Net, RunSpec};
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
@@ -594,22 +590,14 @@ pub(crate) mod fake {
             self.0.get(path).cloned()
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::model::Limits;
-    use crate::runner::spec::Net;
-
-    use super::fake::Fake;
-
-    fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
+    /// The `transform` worker of examples/supervisor-worker, showing `mounts`.
+    pub fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
         RunSpec {
-            name: "t".into(),
-            argv: vec!["/bin/sh".into()],
+            name: "transform".into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
             workdir: "/tmp".into(),
-            env: vec![],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             mounts: mounts
                 .iter()
                 .map(|(p, k)| Mount {
@@ -623,13 +611,21 @@ mod tests {
             decisions: vec![],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::fake::{spec, Fake};
 
     #[test]
     fn links_are_resolved_and_remembered() {
         // A relative link below the root resolves from its own directory: /bin/sh once
         // resolved to /usr/bin/usr/bin/dash, so an allowed /bin/sh lost its executable bind.
         let h = Fake::debian();
-        let (real, links) = resolve(&h, Path::new("/bin/sh")).unwrap();
+        let Resolved { real, dir, links } = resolve(&h, Path::new("/bin/sh")).unwrap();
+        assert!(!dir);
         assert_eq!(real, Path::new("/usr/bin/dash"));
         assert_eq!(
             links,
@@ -639,11 +635,11 @@ mod tests {
             ]
         );
         // A relative link below the top, met after another link.
-        let (real, links) = resolve(&h, Path::new("/bin/python3")).unwrap();
+        let Resolved { real, links, .. } = resolve(&h, Path::new("/bin/python3")).unwrap();
         assert_eq!(real, Path::new("/usr/bin/python3.11"));
         assert_eq!(links.len(), 2);
-        let (real, _) = resolve(&h, Path::new("/lib/../etc")).unwrap();
-        assert_eq!(real, Path::new("/etc"));
+        let etc = resolve(&h, Path::new("/lib/../etc")).unwrap();
+        assert_eq!((etc.real.as_path(), etc.dir), (Path::new("/etc"), true));
         assert!(resolve(&h, Path::new("/nope/x")).is_none());
     }
 

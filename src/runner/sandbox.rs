@@ -200,7 +200,8 @@ fn spawn_worker(inside: &Inside, env: &[CString], fds: &Fds) -> Result<Pid, nix:
     Ok(Pid::from_raw(pid))
 }
 
-fn cstring(s: &str) -> CString {
+/// `s` as a C string; a NUL inside (which no argument or variable can carry) is dropped.
+pub(super) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 

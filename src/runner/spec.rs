@@ -49,6 +49,25 @@ pub struct RunSpec {
     pub decisions: Vec<Decided>,
 }
 
+impl RunSpec {
+    /// The sandbox's hostname: `devbox-NAME`, with anything a hostname cannot hold as `-`.
+    pub fn hostname(&self) -> String {
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(48)
+            .collect();
+        format!("devbox-{name}")
+    }
+}
+
 /// A decision taken at resolve time.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Decided {
@@ -115,15 +134,16 @@ impl From<&NetPolicy> for Net {
     }
 }
 
-/// What `resolve` needs from outside: the host environment, for `env.pass`.
-pub struct Host<'a> {
-    pub env: &'a BTreeMap<String, String>,
-}
-
-/// Resolves a validated worker into a run.
-pub fn resolve(name: &str, w: &Worker, extra_args: &[String], host: &Host<'_>) -> RunSpec {
+/// Resolves a validated worker into a run; `host_env` is the caller's environment, for
+/// `env.pass`.
+pub fn resolve(
+    name: &str,
+    w: &Worker,
+    extra_args: &[String],
+    host_env: &BTreeMap<String, String>,
+) -> RunSpec {
     let mut decisions = Vec::new();
-    let env = environment(&w.policy.env, host.env, &mut decisions);
+    let env = environment(&w.policy.env, host_env, &mut decisions);
     let explicit_read = !w.policy.fs.read.is_empty();
     let read: Vec<PathBuf> = if explicit_read {
         w.policy.fs.read.clone()

@@ -65,58 +65,49 @@ pub struct Outcome {
     pub exec_error: Option<String>,
 }
 
-/// A field of `/proc/self/status`, trimmed.
-fn status_field(name: &str) -> Option<String> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .map(|v| v.trim().to_string())
+/// `/proc/self/status`, read once per run for the fields below.
+fn proc_status() -> String {
+    std::fs::read_to_string("/proc/self/status").unwrap_or_default()
 }
 
-/// The calling process's thread count.
-pub fn threads() -> usize {
-    status_field("Threads")
+/// A field of a `/proc/PID/status` text, trimmed.
+fn status_field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// The thread count in a status text (1 when it cannot be read).
+fn threads_in(status: &str) -> usize {
+    status_field(status, "Threads")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
 }
 
-/// The signals this process ignores (`SigIgn`, a hexadecimal mask of signal numbers - 1);
-/// all but SIGKILL and SIGSTOP when it cannot be read, to be safe.
-fn ignored_signals() -> Vec<i32> {
-    let all = || -> Vec<i32> {
-        (1..libc::SIGRTMAX())
+/// The calling process's thread count.
+pub fn threads() -> usize {
+    threads_in(&proc_status())
+}
+
+/// The signals a status text says are ignored (`SigIgn`, a hexadecimal mask of signal
+/// numbers - 1); all but SIGKILL and SIGSTOP when it cannot be read, to be safe.
+fn ignored_signals(status: &str) -> Vec<i32> {
+    let Some(mask) = status_field(status, "SigIgn").and_then(|m| u64::from_str_radix(m, 16).ok())
+    else {
+        return (1..libc::SIGRTMAX())
             .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
-            .collect()
-    };
-    let Some(mask) = status_field("SigIgn").and_then(|m| u64::from_str_radix(&m, 16).ok()) else {
-        return all();
+            .collect();
     };
     (1..=64).filter(|s| mask & (1u64 << (s - 1)) != 0).collect()
 }
 
-/// Resolves `prog` the way the worker's exec will (on the worker's PATH), on the host's
-/// file system, which the sandbox shows at the same paths.
+/// `prog` as an exec on `path` finds it: as given with a slash, else the first file.
 fn which_in(prog: &str, path: &[PathBuf]) -> Option<PathBuf> {
     if prog.contains('/') {
         return Some(PathBuf::from(prog));
     }
     path.iter().map(|d| d.join(prog)).find(|p| p.is_file())
-}
-
-fn landlock_abi() -> i32 {
-    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
-    unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        ) as i32
-    }
-}
-
-fn cstr(s: &str) -> CString {
-    CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 
 /// The signals forwarded to the worker, plus SIGCHLD, all read through signalfds.
@@ -139,23 +130,13 @@ fn forwarded() -> SigSet {
 
 /// Runs `spec` to completion.
 pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
-    let n = threads();
+    let status = proc_status();
+    let n = threads_in(&status);
     if n > 1 {
         return Err(Error::Threaded(n));
     }
     let audit = &opts.audit;
     let start = Instant::now();
-    let decided: Vec<Event<'_>> = spec
-        .decisions
-        .iter()
-        .map(|d| Event {
-            kind: d.kind,
-            decision: d.decision,
-            what: &d.what,
-            rule: &d.rule,
-        })
-        .collect();
-    audit.record_all(&decided);
     let env_path: Vec<PathBuf> = spec
         .env
         .iter()
@@ -166,8 +147,10 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         .argv
         .first()
         .ok_or_else(|| Error::Setup("no command to run".into()))?;
-    let resolved = which_in(prog, &env_path);
-    if !spec.exec_allow.is_empty() {
+    // With an allow list, the command itself must be on it: looked up as the worker's exec
+    // will look it up, on the host, which the sandbox shows at the same paths.
+    let exec = (!spec.exec_allow.is_empty()).then(|| {
+        let resolved = which_in(prog, &env_path);
         let allowed = resolved.as_ref().is_some_and(|r| {
             let real = std::fs::canonicalize(r).unwrap_or_else(|_| r.clone());
             spec.exec_allow
@@ -178,25 +161,39 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| prog.clone());
-        audit.record(&Event {
+        (allowed, what)
+    });
+    let mut decided: Vec<Event<'_>> = spec
+        .decisions
+        .iter()
+        .map(|d| Event {
+            kind: d.kind,
+            decision: d.decision,
+            what: &d.what,
+            rule: &d.rule,
+        })
+        .collect();
+    if let Some((allowed, what)) = &exec {
+        decided.push(Event {
             kind: "exec",
-            decision: if allowed {
+            decision: if *allowed {
                 Decision::Allow
             } else {
                 Decision::Deny
             },
-            what: &what,
+            what,
             rule: "exec.allow",
         });
-        if !allowed {
-            return Err(Error::ExecDenied { what });
-        }
+    }
+    audit.record_all(&decided);
+    if let Some((false, what)) = exec {
+        return Err(Error::ExecDenied { what });
     }
 
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    let hostname = format!("devbox-{}", sanitize(&spec.name));
-    let abi = landlock_abi();
+    let hostname = spec.hostname();
+    let abi = super::landlock::abi();
     let use_landlock = abi > 0 && !opts.no_landlock;
     let exec_by_mounts = !spec.exec_allow.is_empty() && !use_landlock;
     let plan = rootfs::plan(
@@ -227,7 +224,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     let mut env: Vec<CString> = spec
         .env
         .iter()
-        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .map(|(k, v)| sandbox::cstring(&format!("{k}={v}")))
         .collect();
     env.sort();
     let inside = Inside {
@@ -240,7 +237,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         wait_go: waits_for_go(spec, &opts),
         prepare: plan.prepare,
         enter: plan.enter,
-        argv: spec.argv.iter().map(|a| cstr(a)).collect(),
+        argv: spec.argv.iter().map(|a| sandbox::cstring(a)).collect(),
         env,
         path: env_path,
         workdir: spec.workdir.clone(),
@@ -250,7 +247,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         landlock,
         seccomp,
         forwarded: forwarded(),
-        ignored: ignored_signals(),
+        ignored: ignored_signals(&status),
     };
 
     let (outer, inner) = socketpair(
@@ -348,15 +345,10 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     );
     // Whatever happened, nothing of the sandbox outlives this call.
     let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
-    let status = nix::sys::wait::waitpid(init, None);
+    let _ = nix::sys::wait::waitpid(init, None);
     drop(alive_w);
     let _ = old_mask.thread_set_mask();
     let mut outcome = result?;
-    if outcome.code == 0 && outcome.signal.is_none() {
-        if let Ok(nix::sys::wait::WaitStatus::Exited(_, c)) = status {
-            outcome.code = c;
-        }
-    }
     let mut err = String::new();
     let _ = std::fs::File::from(err_r).read_to_string(&mut err);
     if !err.is_empty() {
@@ -413,19 +405,6 @@ fn waits_for_go(spec: &RunSpec, opts: &Options) -> bool {
 fn needs_cgroup(spec: &RunSpec) -> bool {
     let l = &spec.limits;
     l.memory.is_some() || l.pids.is_some() || l.cpus.is_some()
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(48)
-        .collect()
 }
 
 /// Landlock's view of the policy, as a second wall behind the mounts: directories may be
