@@ -343,18 +343,19 @@ fn missing(needed: &[Controller], have: &[String]) -> Option<&'static str> {
 
 /// Creates the run's cgroup with `limits`' memory, pids and cpus, or says why it cannot.
 /// `name` (the worker's) only makes the directory recognisable; the supervisor's pid and
-/// a counter make it unique.
-pub fn create(name: &str, limits: &Limits) -> Result<Placement, Error> {
+/// a counter make it unique. `init` is the sandbox's init, already cloned: in a delegated
+/// cgroup it moves out of the way with the supervisor (see `enable_in_own`).
+pub fn create(name: &str, limits: &Limits, init: Pid) -> Result<Placement, Error> {
     if needed(limits).is_empty() {
         return Ok(Placement::Unavailable {
             reason: "no memory, pids or cpus limit is set".into(),
         });
     }
     let host = Host::probe(detect()?)?;
-    create_on(&host, name, limits)
+    create_on(&host, name, limits, init)
 }
 
-fn create_on(host: &Host, name: &str, limits: &Limits) -> Result<Placement, Error> {
+fn create_on(host: &Host, name: &str, limits: &Limits, init: Pid) -> Result<Placement, Error> {
     let needed = needed(limits);
     let target = match decide(host, &needed) {
         Ok(t) => t,
@@ -363,7 +364,7 @@ fn create_on(host: &Host, name: &str, limits: &Limits) -> Result<Placement, Erro
     let built = match target {
         Target::Legacy(bases) => build_legacy(&bases, name, limits),
         Target::UnifiedRoot { mount } => build_unified_root(&mount, &needed, name, limits),
-        Target::Delegated { own } => build_delegated(&own, &needed, name, limits),
+        Target::Delegated { own } => build_delegated(&own, &needed, name, limits, init),
     };
     match built {
         Ok(c) => Ok(Placement::Cgroup(c)),
@@ -601,34 +602,31 @@ fn build_delegated(
     needed: &[Controller],
     name: &str,
     limits: &Limits,
+    init: Pid,
 ) -> Result<Cgroup, Fail> {
     sweep(own, DELEGATED_PREFIX);
-    enable_in_own(own, needed)?;
+    enable_in_own(own, needed, init)?;
     build_unified_leaf(own, DELEGATED_PREFIX, needed, name, limits)
 }
 
-/// Enables `needed` for the children of our own cgroup. v2 refuses that (EBUSY) while the
-/// cgroup has processes of its own ("no internal processes"), and we are one. When we are
-/// the only one, as in a `systemd-run --user --scope -p Delegate=yes` scope, we move into
-/// a leaf of our own first, the way systemd, podman and youki do; when others share the
-/// cgroup, moving them is not ours to do.
-fn enable_in_own(own: &Path, needed: &[Controller]) -> Result<(), Fail> {
-    match enable(own, needed) {
-        Ok(()) => return Ok(()),
-        Err(Error::Write { ref source, .. }) if source.raw_os_error() == Some(EBUSY) => {}
-        Err(e) => return prep(Err(e)),
-    }
+/// Enables `needed` for the children of our own cgroup. v2 gives a cgroup's children
+/// domain controllers (memory) only while it holds no process ("no internal processes",
+/// EBUSY), and a cgroup with processes that enables a threaded controller (pids, cpu)
+/// becomes a thread root, whose children cannot take a process at all (EOPNOTSUPP). So
+/// ours, the supervisor and the init it has just cloned, first move into a leaf of their
+/// own, the way systemd, podman and youki do; when others share the cgroup, moving them
+/// is not ours to do.
+fn enable_in_own(own: &Path, needed: &[Controller], init: Pid) -> Result<(), Fail> {
     let procs_file = own.join("cgroup.procs");
-    let me = std::process::id();
     let procs = prep(
         fs::read_to_string(&procs_file)
             .wrap("reading", &procs_file)
             .map_err(Error::from),
     )?;
-    let others: Vec<&str> = procs
+    let ours = [std::process::id().to_string(), init.to_string()];
+    let (mine, others): (Vec<&str>, Vec<&str>) = procs
         .split_whitespace()
-        .filter(|p| *p != me.to_string())
-        .collect();
+        .partition(|p| ours.iter().any(|o| o == p));
     if !others.is_empty() {
         return Err(Fail::Refused(format!(
             "cgroup {} also holds other processes ({}), and v2 cannot give children controllers while it does; run devbox in a scope of its own: `systemd-run --user --scope -p Delegate=yes devbox ...`",
@@ -636,21 +634,25 @@ fn enable_in_own(own: &Path, needed: &[Controller]) -> Result<(), Fail> {
             others.join(" ")
         )));
     }
-    let leaf = own.join(fresh_leaf(
-        &[own.to_path_buf()],
-        DELEGATED_PREFIX,
-        "supervisor",
-    ));
-    prep(
-        fs::create_dir(&leaf)
-            .wrap("creating cgroup", &leaf)
-            .map_err(Error::from),
-    )?;
-    let moved = write(&leaf.join("cgroup.procs"), &me.to_string());
-    if moved.is_err() {
-        let _ = fs::remove_dir(&leaf);
+    if !mine.is_empty() {
+        let leaf = own.join(fresh_leaf(
+            &[own.to_path_buf()],
+            DELEGATED_PREFIX,
+            "supervisor",
+        ));
+        prep(
+            fs::create_dir(&leaf)
+                .wrap("creating cgroup", &leaf)
+                .map_err(Error::from),
+        )?;
+        for (i, pid) in mine.iter().enumerate() {
+            let moved = write(&leaf.join("cgroup.procs"), pid);
+            if moved.is_err() && i == 0 {
+                let _ = fs::remove_dir(&leaf);
+            }
+            prep(moved)?;
+        }
     }
-    prep(moved)?;
     prep(enable(own, needed))
 }
 
@@ -1121,7 +1123,7 @@ mod tests {
             nofile: Some(10),
             ..Limits::default()
         };
-        match create("x", &limits).unwrap() {
+        match create("x", &limits, Pid::this()).unwrap() {
             Placement::Unavailable { reason } => {
                 assert_eq!(reason, "no memory, pids or cpus limit is set")
             }
@@ -1144,7 +1146,7 @@ mod tests {
     }
 
     fn make(limits: &Limits) -> Cgroup {
-        match create("test", limits).unwrap() {
+        match create("test", limits, Pid::this()).unwrap() {
             Placement::Cgroup(c) => c,
             Placement::Unavailable { reason } => panic!("no cgroup as root: {reason}"),
         }
@@ -1411,7 +1413,7 @@ mod tests {
         }
         host.root = true;
         let had_devbox = mount.join("devbox").exists();
-        match create_on(&host, "x", &all_limits()).unwrap() {
+        match create_on(&host, "x", &all_limits(), Pid::this()).unwrap() {
             Placement::Unavailable { reason } => assert_eq!(
                 reason,
                 format!(
@@ -1432,7 +1434,7 @@ mod tests {
             return;
         }
         let layout = detect().unwrap();
-        match create("x", &all_limits()).unwrap() {
+        match create("x", &all_limits(), Pid::this()).unwrap() {
             Placement::Unavailable { reason } => {
                 if matches!(layout, Layout::Legacy { .. }) {
                     assert_eq!(

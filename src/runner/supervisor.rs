@@ -322,7 +322,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     // sandbox on the other core.
     let mut cgroup = None;
     if needs_cgroup(spec) {
-        match super::cgroup::create(&spec.name, &spec.limits) {
+        match super::cgroup::create(&spec.name, &spec.limits, init) {
             Ok(super::cgroup::Placement::Cgroup(c)) => cgroup = Some(c),
             Ok(super::cgroup::Placement::Unavailable { reason }) => (opts.warn)(&format!(
                 "no cgroup for the limits ({reason}); memory and pids are limited with rlimits instead{}",
