@@ -1,8 +1,10 @@
 //! Resource limits the worker sets on itself just before it execs. Always: no core dumps
 //! (a core file of a sandboxed process can hold secrets and lands outside the policy's
-//! view), a bounded number of open files, the policy's file size limit, and its pids limit
-//! as `RLIMIT_NPROC` (beside the cgroup's `pids.max`, or in its place). Only when no cgroup
-//! could be made (`fallback`): memory, approximated with `RLIMIT_AS`.
+//! view), a bounded number of open files and the policy's file size limit. Only when no
+//! cgroup could be made (`fallback`): pids as `RLIMIT_NPROC` and memory as `RLIMIT_AS`.
+//! Not both: `RLIMIT_NPROC` counts the same tasks as `pids.max` and is checked first, so
+//! beside a cgroup it would stop the fork itself and the cgroup would never record the
+//! hit devbox reports (seen on cgroup v2 as an ordinary user).
 //!
 //! It never raises a hard limit: a value above the current hard limit is clamped to it,
 //! with a note for the caller to print (raising would need `CAP_SYS_RESOURCE`, and a
@@ -127,10 +129,8 @@ fn plan(
         }
     }
     want(Resource::RLIMIT_FSIZE, "fsize", limits.fsize)?;
-    // pids: the cgroup's pids.max is the limit; RLIMIT_NPROC is set as well, a second
-    // wall that holds even where the cgroup is missing or was never delegated.
-    want(Resource::RLIMIT_NPROC, "pids", limits.pids.map(u64::from))?;
     if fallback {
+        want(Resource::RLIMIT_NPROC, "pids", limits.pids.map(u64::from))?;
         want(Resource::RLIMIT_AS, "memory", limits.memory)?;
     }
     Ok((wants, notes))
@@ -236,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn memory_becomes_an_rlimit_only_as_a_fallback_and_pids_always() {
+    fn memory_and_pids_become_rlimits_only_as_a_fallback() {
         let l = Limits {
             memory: Some(256 * MIB),
             pids: Some(5),
@@ -244,7 +244,7 @@ mod tests {
             ..limits()
         };
         let (wants, _) = plan_with(&l, false, &[]);
-        assert_eq!(wants[2..], [(Resource::RLIMIT_NPROC, 5)], "{wants:?}");
+        assert!(wants[2..].is_empty(), "{wants:?}");
         let (wants, _) = plan_with(&l, true, &[]);
         assert_eq!(
             wants[2..],
