@@ -6,6 +6,7 @@
 mod util;
 
 mod audit;
+mod cgroup_v2;
 mod config;
 mod docs;
 mod engine;
