@@ -258,18 +258,11 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
             continue;
         }
         let k = proc_.join(knob);
-        ops.push(Op::Bind {
-            src: k.clone(),
-            dst: k.clone(),
-        });
-        ops.push(Op::SetAttrs {
-            path: k,
-            attrs: Attrs {
-                readonly: true,
-                ..nosuid_nodev()
-            },
-            recursive: true,
-        });
+        let attrs = Attrs {
+            readonly: true,
+            ..nosuid_nodev()
+        };
+        bind_to(ops, k.clone(), k, attrs, true);
     }
 
     // A minimal /dev.
@@ -430,19 +423,12 @@ fn bind_one(
                     },
                 });
             } else {
-                ops.push(Op::Bind {
-                    src: EMPTY.into(),
-                    dst: dst.clone(),
-                });
-                ops.push(Op::SetAttrs {
-                    path: dst,
-                    attrs: Attrs {
-                        readonly: true,
-                        noexec: true,
-                        ..nosuid_nodev()
-                    },
-                    recursive: false,
-                });
+                let attrs = Attrs {
+                    readonly: true,
+                    noexec: true,
+                    ..nosuid_nodev()
+                };
+                bind_to(ops, EMPTY.into(), dst, attrs, false);
             }
         }
         MountKind::ReadOnly | MountKind::ReadWrite => {
@@ -519,8 +505,13 @@ fn bind(ops: &mut Vec<Op>, real: &Path, dir: bool, attrs: Attrs, recursive: bool
     } else {
         Op::Touch(dst.clone())
     });
+    bind_to(ops, under(OLD, real), dst, attrs, recursive);
+}
+
+/// Binds `src` onto the existing `dst`, then sets its attributes.
+fn bind_to(ops: &mut Vec<Op>, src: PathBuf, dst: PathBuf, attrs: Attrs, recursive: bool) {
     ops.push(Op::Bind {
-        src: under(OLD, real),
+        src,
         dst: dst.clone(),
     });
     ops.push(Op::SetAttrs {
