@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-use crate::util::{repo, require};
+use crate::util::{repo, require, test_var};
 
 /// Every case the VM must report, and report ok.
 const CASES: &[&str] = &[
@@ -30,23 +30,15 @@ const CASES: &[&str] = &[
 ];
 
 fn kernel() -> Option<String> {
-    match std::env::var("DEVBOX_TEST_KERNEL") {
-        Ok(k) if !k.is_empty() => {
-            assert!(
-                std::path::Path::new(&k).is_file(),
-                "DEVBOX_TEST_KERNEL={k} is not a file"
-            );
-            Some(k)
-        }
-        _ => {
-            assert!(
-                std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() != Ok("1"),
-                "DEVBOX_TEST_KERNEL is required (DEVBOX_REQUIRE_ENGINES=1); export DEVBOX_TEST_KERNEL=$(scripts/vm-kernel)"
-            );
-            eprintln!("skipping: DEVBOX_TEST_KERNEL is not set (scripts/vm-kernel fetches one)");
-            None
-        }
-    }
+    let k = test_var(
+        "DEVBOX_TEST_KERNEL",
+        "export DEVBOX_TEST_KERNEL=$(scripts/vm-kernel)",
+    )?;
+    assert!(
+        std::path::Path::new(&k).is_file(),
+        "DEVBOX_TEST_KERNEL={k} is not a file"
+    );
+    Some(k)
 }
 
 /// Which cases failed or were missing in `console`, and which it reported that the test

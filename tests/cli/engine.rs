@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{reference_dir, Output, BIN};
+use crate::util::{reference_dir, required, Output, BIN};
 
 /// Which engine, and how devbox is run for it.
 struct Engine {
@@ -24,10 +24,6 @@ struct Engine {
     env: Vec<(&'static str, String)>,
     /// Run devbox as this user (rootless Podman).
     user: Option<String>,
-}
-
-fn required() -> bool {
-    std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
 }
 
 fn engine(name: &'static str) -> Option<Engine> {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{reference_dir, repo, require, Devbox, Output, Project};
+use crate::util::{reference_dir, repo, require, required, Devbox, Output, Project};
 use serde::Deserialize as _;
 
 /// Every project the render tests judge: the reference and each example.
@@ -257,10 +257,7 @@ fn podman_kube_play_runs_the_rendered_reference() {
     let is_root =
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
     if !is_root {
-        assert!(
-            std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() != Ok("1"),
-            "podman kube play test needs root"
-        );
+        assert!(!required(), "podman kube play test needs root");
         return;
     }
     let port = free_port();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{repo, BIN};
+use crate::util::{repo, test_var, BIN};
 
 const PY: &str = "/usr/bin/python3";
 
@@ -20,10 +20,6 @@ const PY: &str = "/usr/bin/python3";
 struct Sandbox {
     user: Option<String>,
     dir: tempfile::TempDir,
-}
-
-fn required() -> bool {
-    std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
 }
 
 impl Sandbox {
@@ -40,17 +36,10 @@ impl Sandbox {
     /// The unprivileged user's sandbox, or `None` (a skip) when no such user is set up
     /// and engines are not required.
     fn user() -> Option<Self> {
-        let user = match std::env::var("DEVBOX_TEST_ROOTLESS_USER") {
-            Ok(u) if !u.is_empty() => u,
-            _ => {
-                assert!(
-                    !required(),
-                    "DEVBOX_TEST_ROOTLESS_USER is required (DEVBOX_REQUIRE_ENGINES=1); run ../shared/env/setup-engines.sh and export what it prints"
-                );
-                eprintln!("skipping: DEVBOX_TEST_ROOTLESS_USER is not set");
-                return None;
-            }
-        };
+        let user = test_var(
+            "DEVBOX_TEST_ROOTLESS_USER",
+            "run ../shared/env/setup-engines.sh and export what it prints",
+        )?;
         let dir = tempfile::Builder::new()
             .prefix("devbox-run-")
             .tempdir()

@@ -109,6 +109,28 @@ impl Project {
     }
 }
 
+/// Whether a missing engine, tool or test variable fails the test instead of skipping it
+/// (`DEVBOX_REQUIRE_ENGINES=1`, as `.ci/run` sets).
+pub fn required() -> bool {
+    std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
+}
+
+/// The test variable `var` when set and not empty; otherwise a skip (`None`), or a failure
+/// when [`required`]. `hint` says how to get it.
+pub fn test_var(var: &str, hint: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                !required(),
+                "{var} is required (DEVBOX_REQUIRE_ENGINES=1); {hint}"
+            );
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
 /// With DEVBOX_REQUIRE_ENGINES=1 a missing outside tool fails the test instead of
 /// skipping it.
 pub fn require(tool: &str) -> bool {
@@ -118,7 +140,7 @@ pub fn require(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
-            std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() != Ok("1"),
+            !required(),
             "{tool} is required (DEVBOX_REQUIRE_ENGINES=1) but not installed"
         );
         eprintln!("skipping: {tool} is not installed");
