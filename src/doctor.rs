@@ -106,7 +106,7 @@ pub async fn engines(out: &mut Vec<Check>) -> Vec<(engine::Endpoint, EngineInfo)
             "engine: any",
             Status::Fail,
             "no container engine answers".to_owned(),
-            Some("install Podman (preferred, rootless) or Docker; ../shared/env/setup-engines.sh does both on this project's machines"),
+            Some("install Podman (preferred, rootless) or Docker; scripts/setup-engines in devbox's repository does both on Debian and Ubuntu"),
         ));
     }
     found

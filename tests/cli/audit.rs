@@ -386,7 +386,7 @@ pub fn assert_valid_sarif(dir: &std::path::Path, sarif: &str) {
     std::fs::write(&file, sarif).unwrap();
     let judge = Command::new("check-jsonschema")
         .arg("--schemafile")
-        .arg(repo().join("../shared/schemas/sarif-schema-2.1.0.json"))
+        .arg(repo().join("tests/fixtures/sarif-schema-2.1.0.json"))
         .arg(&file)
         .output()
         .unwrap();

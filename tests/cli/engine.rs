@@ -3,7 +3,7 @@
 //! pong on loopback only, the client's log, converge, edit one service, knobs applied,
 //! down keeping `.data`, and two concurrent `up`s.
 //!
-//! The sockets come from `DEVBOX_TEST_*` (printed by `../shared/env/setup-engines.sh`).
+//! The sockets come from `DEVBOX_TEST_*` (printed by `scripts/setup-engines`).
 //! Without them the tests skip, unless `DEVBOX_REQUIRE_ENGINES=1` makes that a failure.
 //! All engine tests publish 127.0.0.1:7777, so they take one lock and run one at a time.
 
@@ -69,7 +69,7 @@ fn engine(name: &'static str) -> Option<Engine> {
     if e.is_none() {
         assert!(
             !required(),
-            "engine {name} is required (DEVBOX_REQUIRE_ENGINES=1) but its DEVBOX_TEST_* socket variable is not set; run ../shared/env/setup-engines.sh and export what it prints"
+            "engine {name} is required (DEVBOX_REQUIRE_ENGINES=1) but its DEVBOX_TEST_* socket variable is not set; run scripts/setup-engines and export what it prints"
         );
         eprintln!("skipping: no {name} engine configured (DEVBOX_TEST_* unset)");
     }

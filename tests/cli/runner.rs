@@ -38,7 +38,7 @@ impl Sandbox {
     fn user() -> Option<Self> {
         let user = test_var(
             "DEVBOX_TEST_ROOTLESS_USER",
-            "run ../shared/env/setup-engines.sh and export what it prints",
+            "run scripts/setup-engines and export what it prints",
         )?;
         let dir = tempfile::Builder::new()
             .prefix("devbox-run-")

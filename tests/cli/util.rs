@@ -12,9 +12,10 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/reference` next to the repository, where the reference project lives.
+/// The reference project (`tests/fixtures/reference`): every key in it is part of devbox's
+/// contract, so it is kept byte for byte as it was given.
 pub fn reference_dir() -> PathBuf {
-    repo().join("../shared/reference")
+    repo().join("tests/fixtures/reference")
 }
 
 #[derive(Debug)]
