@@ -36,11 +36,12 @@ fn files<'a>(d: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
 
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let Some(tpl) = TEMPLATES.get_dir(&a.template) else {
-        bail!(
+        return Err(super::UsageError(format!(
             "unknown template `{}`; available: {}",
             a.template,
             template_names().join(", ")
-        );
+        ))
+        .into());
     };
     let cwd = std::env::current_dir()?;
     let dir = match &a.dir {

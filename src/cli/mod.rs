@@ -32,6 +32,12 @@ use crate::config::{self, raw::EngineChoice, ConfigError, LoadOptions, Loaded};
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 
+/// A command line clap could not judge alone (an unknown template name, say): exit 2, as
+/// clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "devbox",
@@ -134,6 +140,10 @@ pub fn main() -> ExitCode {
                 let _ = writeln!(std::io::stderr(), "{ce}");
                 return ExitCode::from(EXIT_CONFIG);
             }
+            if let Some(ue) = e.downcast_ref::<UsageError>() {
+                let _ = writeln!(std::io::stderr(), "error: {ue}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             // The chain, minus causes a message already quotes.
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
@@ -176,6 +186,9 @@ pub fn logs_follow_short(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsS
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
+    if cli.command.only_prints() {
+        die_on_broken_pipe();
+    }
     match &cli.command {
         Command::Check(a) => check::run(g, a),
         Command::Audit(a) => audit::run(g, a),
@@ -208,6 +221,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+impl Command {
+    /// Commands whose whole job is printing: `devbox audit | head -1` must end them quietly.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Self::Check(_)
+                | Self::Audit(_)
+                | Self::Config(_)
+                | Self::Schema
+                | Self::Render(_)
+                | Self::Completions { .. }
+                | Self::Man
+        )
+    }
+}
+
+/// Rust ignores SIGPIPE, so a print to a closed pipe fails and `println!` panics (exit
+/// 101). A command that only prints takes the default action instead, as `cat` and `grep`
+/// do: the reader has gone, so devbox ends without a word (status 141 in a shell). Not for
+/// commands that hold sockets to engines or workers, where a peer's close must stay an
+/// error to handle.
+fn die_on_broken_pipe() {
+    // SAFETY: single-threaded at this point; SIG_DFL installs no handler code.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
 }
 
 /// Takes the project lock, saying once who holds it while waiting (or failing at once

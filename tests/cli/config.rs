@@ -290,7 +290,8 @@ fn init_rejects_an_unknown_template() {
     let out = Devbox::new(dir.path())
         .args(["init", "--template", "nope"])
         .run();
-    assert_eq!(out.code, 1);
+    // A bad command line is exit 2, as the docs say, not 1.
+    assert_eq!(out.code, 2);
     assert_eq!(
         out.stderr,
         "error: unknown template `nope`; available: basic, hardened, worker\n"

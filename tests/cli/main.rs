@@ -14,6 +14,7 @@ mod errors;
 mod examples;
 mod import;
 mod oci;
+mod pipes;
 mod render;
 mod runner;
 mod schema;
