@@ -85,6 +85,19 @@ pub fn refuse_critical(loaded: &Loaded, allow: bool) -> anyhow::Result<()> {
     )
 }
 
+/// A file that fails validation: its problems on stderr as `check` prints them, and on
+/// stdout a SARIF log whose results are those problems at their lines; exit 2.
+fn sarif_of_invalid(e: anyhow::Error) -> anyhow::Result<ExitCode> {
+    let ce = e.downcast::<config::ConfigError>()?;
+    eprintln!("{ce}");
+    let uri = ce.file.display().to_string();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&audit::sarif::render_invalid(&ce.diagnostics, &uri))?
+    );
+    Ok(ExitCode::from(super::EXIT_CONFIG))
+}
+
 /// `audit: 1 critical, 2 medium (1 waived)` or `audit: clean`.
 pub fn summary_line(found: &[(Finding, Option<Origin>)]) -> String {
     let findings: Vec<Finding> = found.iter().map(|(f, _)| f.clone()).collect();
@@ -140,7 +153,12 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             (found, c.shown.display().to_string())
         }
         None => {
-            let loaded = super::load(g)?;
+            let loaded = match super::load(g) {
+                Err(e) if matches!(a.format, Format::Sarif) => {
+                    return sarif_of_invalid(e);
+                }
+                other => other?,
+            };
             let uri = loaded.sources[0].display.display().to_string();
             (located(&loaded), uri)
         }

@@ -397,3 +397,40 @@ pub fn assert_valid_sarif(dir: &std::path::Path, sarif: &str) {
         String::from_utf8_lossy(&judge.stderr)
     );
 }
+
+// `audit --format sarif` on a file that failed validation wrote nothing, so code scanning
+// showed no problem at all where the file was broken.
+#[test]
+fn sarif_of_an_invalid_file_holds_its_errors_at_their_lines() {
+    let dir = repo().join("tests/fixtures/bad/port-out-of-range");
+    let out = Devbox::new(&dir).args(["audit", "--format", "sarif"]).run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let check = Devbox::new(&dir).args(["check"]).run();
+    assert_eq!(out.stderr, check.stderr, "stderr as `check` prints it");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let problems = check.stderr.matches("\n  = key: ").count();
+    assert!(problems > 0, "{}", check.stderr);
+    assert_eq!(results.len(), problems, "{}", out.stdout);
+    for r in results {
+        assert_eq!(r["ruleId"], "devbox-config");
+        assert_eq!(r["level"], "error");
+        let loc = &r["locations"][0]["physicalLocation"];
+        let line = loc["region"]["startLine"].as_u64().unwrap();
+        let column = loc["region"]["startColumn"].as_u64().unwrap();
+        let uri = loc["artifactLocation"]["uri"].as_str().unwrap();
+        assert!(
+            check
+                .stderr
+                .contains(&format!("--> {uri}:{line}:{column}\n")),
+            "{r} not at a place `check` names:\n{}",
+            check.stderr
+        );
+    }
+    let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    let index = results[0]["ruleIndex"].as_u64().unwrap() as usize;
+    assert_eq!(rules[index]["id"], "devbox-config");
+    if require("check-jsonschema") {
+        assert_valid_sarif(tempfile::tempdir().unwrap().path(), &out.stdout);
+    }
+}
