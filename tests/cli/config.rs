@@ -217,6 +217,26 @@ fn layers_override_in_order_and_explain_says_where() {
 
     let out = p.devbox().args(["config", "--explain", "data.root"]).run();
     assert_eq!(out.stdout, "data.root = \".data\"\n  from devbox default\n");
+    // A default applied while resolving (here the hardened user) was "not set in any
+    // layer", an error, though it is exactly what the service runs with.
+    let out = p
+        .devbox()
+        .args(["config", "--explain", "services.b.user"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "services.b.user = \"65532:65532\"\n  from devbox default (no layer sets it; `devbox config --resolved` shows every resolved value)\n"
+    );
+    let out = p
+        .devbox()
+        .args(["config", "--explain", "services.b.nosuchkey"])
+        .run();
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr,
+        "error: `services.b.nosuchkey` is not set in any layer (file, sandbox.local.toml, DEVBOX_* environment, flags) and has no default\n"
+    );
 }
 
 #[test]
