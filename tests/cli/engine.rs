@@ -26,10 +26,20 @@ struct Engine {
     user: Option<String>,
 }
 
+/// `name`'s engine from its `DEVBOX_TEST_*` variables or, when they are unset, where devbox
+/// itself finds it (the engine's default socket, when it answers). Without one the test is
+/// skipped, or fails with `DEVBOX_REQUIRE_ENGINES=1`. Never `None`; an `Option` for the
+/// callers' `let … else`.
 fn engine(name: &'static str) -> Option<Engine> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let answers = |sock: &str| std::os::unix::net::UnixStream::connect(sock).is_ok();
+    let found = |k: &str, default: String| var(k).or_else(|| answers(&default).then_some(default));
     let e = match name {
-        "podman" => var("DEVBOX_TEST_PODMAN_SOCKET").map(|s| Engine {
+        "podman" => found(
+            "DEVBOX_TEST_PODMAN_SOCKET",
+            "/run/podman/podman.sock".into(),
+        )
+        .map(|s| Engine {
             name,
             env: vec![
                 ("DEVBOX_ENGINE", "podman".into()),
@@ -37,41 +47,53 @@ fn engine(name: &'static str) -> Option<Engine> {
             ],
             user: None,
         }),
-        "podman-rootless" => var("DEVBOX_TEST_PODMAN_ROOTLESS_SOCKET")
-            .zip(var("DEVBOX_TEST_ROOTLESS_USER"))
-            .map(|(s, user)| {
-                let runtime = Path::new(&s)
-                    .parent()
-                    .and_then(Path::parent)
-                    .expect("socket under XDG_RUNTIME_DIR/podman")
-                    .display()
-                    .to_string();
-                Engine {
-                    name,
-                    env: vec![
-                        ("DEVBOX_ENGINE", "podman".into()),
-                        ("XDG_RUNTIME_DIR", runtime),
-                        ("HOME", format!("/home/{user}")),
-                    ],
-                    user: Some(user),
-                }
-            }),
-        "docker" => var("DEVBOX_TEST_DOCKER_SOCKET").map(|s| Engine {
-            name,
-            env: vec![
-                ("DEVBOX_ENGINE", "docker".into()),
-                ("DOCKER_HOST", format!("unix://{s}")),
-            ],
-            user: None,
-        }),
+        "podman-rootless" => {
+            let user = var("DEVBOX_TEST_ROOTLESS_USER").or_else(|| Some("devboxci".into()));
+            let default = user
+                .as_deref()
+                .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
+                .map(|u| format!("/run/user/{}/podman/podman.sock", u.uid))
+                .unwrap_or_default();
+            found("DEVBOX_TEST_PODMAN_ROOTLESS_SOCKET", default)
+                .zip(user)
+                .map(|(s, user)| {
+                    let runtime = Path::new(&s)
+                        .parent()
+                        .and_then(Path::parent)
+                        .expect("socket under XDG_RUNTIME_DIR/podman")
+                        .display()
+                        .to_string();
+                    Engine {
+                        name,
+                        env: vec![
+                            ("DEVBOX_ENGINE", "podman".into()),
+                            ("XDG_RUNTIME_DIR", runtime),
+                            ("HOME", format!("/home/{user}")),
+                        ],
+                        user: Some(user),
+                    }
+                })
+        }
+        "docker" => {
+            found("DEVBOX_TEST_DOCKER_SOCKET", "/var/run/docker.sock".into()).map(|s| Engine {
+                name,
+                env: vec![
+                    ("DEVBOX_ENGINE", "docker".into()),
+                    ("DOCKER_HOST", format!("unix://{s}")),
+                ],
+                user: None,
+            })
+        }
         _ => unreachable!(),
     };
     if e.is_none() {
         assert!(
             !required(),
-            "engine {name} is required (DEVBOX_REQUIRE_ENGINES=1) but its DEVBOX_TEST_* socket variable is not set; run scripts/setup-engines and export what it prints"
+            "engine {name} is required (DEVBOX_REQUIRE_ENGINES=1) but no socket answers and its DEVBOX_TEST_* variable is not set; run scripts/setup-engines and export what it prints"
         );
-        eprintln!("skipping: no {name} engine configured (DEVBOX_TEST_* unset)");
+        crate::harness::skip(format!(
+            "no {name} engine: its DEVBOX_TEST_* variable is unset and its default socket does not answer (sudo scripts/setup-engines starts it)"
+        ));
     }
     e
 }

@@ -3,6 +3,12 @@
 
 #![allow(clippy::disallowed_methods)] // tests start real tools and the binary directly
 
+// `#[test]` in every module below is devbox-test-macros' attribute, which registers the
+// test with `harness` (a test can then report itself skipped at run time).
+#[macro_use]
+extern crate devbox_test_macros;
+
+mod harness;
 mod util;
 
 mod audit;
@@ -18,3 +24,7 @@ mod pipes;
 mod render;
 mod runner;
 mod schema;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}

@@ -116,8 +116,9 @@ pub fn required() -> bool {
     std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
 }
 
-/// The test variable `var` when set and not empty; otherwise a skip (`None`), or a failure
-/// when [`required`]. `hint` says how to get it.
+/// The test variable `var` when set and not empty; otherwise the test is skipped (reported
+/// as ignored, with the reason), or fails when [`required`]. `hint` says how to get it.
+/// Returns an `Option` so callers read as before; it is never `None`.
 pub fn test_var(var: &str, hint: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
@@ -126,14 +127,13 @@ pub fn test_var(var: &str, hint: &str) -> Option<String> {
                 !required(),
                 "{var} is required (DEVBOX_REQUIRE_ENGINES=1); {hint}"
             );
-            eprintln!("skipping: {var} is not set");
-            None
+            crate::harness::skip(format!("{var} is not set; {hint}"))
         }
     }
 }
 
-/// With DEVBOX_REQUIRE_ENGINES=1 a missing outside tool fails the test instead of
-/// skipping it.
+/// Whether the outside tool `tool` is installed; when it is not, the test is skipped (or
+/// fails, with DEVBOX_REQUIRE_ENGINES=1). Never returns `false`.
 pub fn require(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -144,7 +144,7 @@ pub fn require(tool: &str) -> bool {
             !required(),
             "{tool} is required (DEVBOX_REQUIRE_ENGINES=1) but not installed"
         );
-        eprintln!("skipping: {tool} is not installed");
+        crate::harness::skip(format!("{tool} is not installed"));
     }
     found
 }
