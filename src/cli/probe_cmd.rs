@@ -21,12 +21,15 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let plan = crate::plan::plan(&loaded.config);
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
-    let outcomes = rt.block_on(async {
-        let containers = probe::containers(&conn.engine, &plan.project).await?;
-        Ok::<_, crate::engine::EngineError>(
-            probe::run_all(&conn.engine, &plan.probes, &containers).await,
-        )
-    })?;
+    let (running, containers) =
+        rt.block_on(probe::running_containers(&conn.engine, &plan.project))?;
+    if !running && !plan.services.is_empty() {
+        anyhow::bail!(
+            "nothing of project {} is up, so there is nothing to probe\nhint: `devbox up` starts it; `devbox verify` runs the probes on a throwaway copy",
+            plan.project
+        );
+    }
+    let outcomes = rt.block_on(probe::run_all(&conn.engine, &plan.probes, &containers));
     if let Some(path) = &a.junit {
         crate::fsutil::write_atomic(
             path,

@@ -307,12 +307,23 @@ pub type Containers = BTreeMap<String, String>;
 
 /// The project's containers by service.
 pub async fn containers<E: Engine>(engine: &E, project: &str) -> crate::engine::Result<Containers> {
-    Ok(engine
-        .list_containers(project)
-        .await?
-        .into_iter()
-        .filter_map(|c| c.service().map(|s| (s.to_owned(), c.id.clone())))
-        .collect())
+    Ok(running_containers(engine, project).await?.1)
+}
+
+/// The project's containers by service, and whether any of them is running: probes run
+/// against nothing would only wait out their retries to report "connection refused".
+pub async fn running_containers<E: Engine>(
+    engine: &E,
+    project: &str,
+) -> crate::engine::Result<(bool, Containers)> {
+    let list = engine.list_containers(project).await?;
+    let running = list.iter().any(|c| c.running());
+    Ok((
+        running,
+        list.into_iter()
+            .filter_map(|c| c.service().map(|s| (s.to_owned(), c.id.clone())))
+            .collect(),
+    ))
 }
 
 /// The kinds that talk to the host's network and files; run on a blocking thread.

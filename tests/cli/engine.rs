@@ -1294,3 +1294,38 @@ fn uds_in_a_service_on_rootless_podman() {
 fn uds_in_a_service_on_docker() {
     uds_in_service_flow("docker");
 }
+
+// `devbox probe` with nothing up waited out every probe's retries (5 s) and then reported
+// "connection refused", as if the service were broken rather than not started.
+fn probe_with_nothing_up_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let toml = format!(
+        "[project]\nname = \"unstarted-{name}\"\n\n[services.app]\nimage = \"localhost/devbox-busybox:latest\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\"]\nports = [\"8080\"]\n\n[[probes]]\nname = \"served\"\ntcp = \"127.0.0.1:8080\"\n"
+    );
+    std::fs::write(dir.join("sandbox.toml"), &toml).unwrap();
+    let o = devbox(&e, dir, &["probe"]);
+    assert_eq!(o.code, 1, "[{name}] {}", o.stderr);
+    assert_eq!(
+        o.stderr,
+        format!("error: nothing of project unstarted-{name} is up, so there is nothing to probe\nhint: `devbox up` starts it; `devbox verify` runs the probes on a throwaway copy\n"),
+        "[{name}]"
+    );
+    assert_eq!(o.stdout, "", "[{name}]");
+}
+
+#[test]
+fn probe_with_nothing_up_says_so_on_rootful_podman() {
+    probe_with_nothing_up_flow("podman");
+}
+
+#[test]
+fn probe_with_nothing_up_says_so_on_rootless_podman() {
+    probe_with_nothing_up_flow("podman-rootless");
+}
+
+#[test]
+fn probe_with_nothing_up_says_so_on_docker() {
+    probe_with_nothing_up_flow("docker");
+}
