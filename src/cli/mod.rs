@@ -12,6 +12,7 @@ mod import;
 mod init;
 mod logs;
 mod probe_cmd;
+mod probe_uds;
 mod render_cmd;
 mod reset;
 mod run;
@@ -128,6 +129,9 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// The in-service half of a `uds` probe (devbox starts itself for it).
+    #[command(name = "__probe-uds", hide = true)]
+    ProbeUds(probe_uds::Args),
 }
 
 /// Runs devbox and maps the outcome to an exit code.
@@ -207,6 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(a) => exec::run(g, a),
         Command::Init(a) => init::run(a),
         Command::Run(a) => run::run(g, a),
+        Command::ProbeUds(a) => probe_uds::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

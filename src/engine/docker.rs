@@ -311,6 +311,11 @@ fn container_info(i: bollard::models::ContainerInspectResponse) -> ContainerInfo
             .filter(|s| !s.is_empty() && s != "none"),
         exit_code: state.exit_code,
         ports,
+        pid: state
+            .pid
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p > 0),
+        monitor_pid: None,
     }
 }
 

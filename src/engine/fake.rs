@@ -265,6 +265,8 @@ impl Engine for Fake {
                 health: None,
                 exit_code: None,
                 ports,
+                pid: None,
+                monitor_pid: None,
             },
         );
         s.calls.push(format!("create_container {}", spec.name));

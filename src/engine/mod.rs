@@ -83,6 +83,12 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     pub exit_code: Option<i64>,
     pub ports: Vec<PublishedPort>,
+    /// The container's first process as this host's kernel numbers it, while it runs
+    /// (meaningless for an engine in a VM).
+    pub pid: Option<u32>,
+    /// The engine's monitor of the container (Podman's conmon), which runs as the caller
+    /// in the engine's user namespace.
+    pub monitor_pid: Option<u32>,
 }
 
 impl ContainerInfo {

@@ -312,6 +312,14 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
     Value::Object(m)
 }
 
+/// A pid field of an inspect answer; 0 (not running) is none.
+fn pid_at(i: &Value, pointer: &str) -> Option<u32> {
+    i.pointer(pointer)
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|&p| p > 0)
+}
+
 fn container_info(i: &Value) -> ContainerInfo {
     let str_at = |p: &str| {
         i.pointer(p)
@@ -358,6 +366,8 @@ fn container_info(i: &Value) -> ContainerInfo {
         health: Some(str_at("/State/Health/Status")).filter(|s| !s.is_empty()),
         exit_code: i.pointer("/State/ExitCode").and_then(Value::as_i64),
         ports,
+        pid: pid_at(i, "/State/Pid"),
+        monitor_pid: pid_at(i, "/State/ConmonPid"),
     }
 }
 

@@ -3,6 +3,7 @@
 //! parallel; each retries until it passes or its `within` has gone, each try bounded by
 //! its `timeout`. Never creates anything.
 
+pub mod enter;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -614,14 +615,76 @@ fi
 /// What the in-service client says when the image has none.
 const NO_UDS_CLIENT: &str = "no Unix-socket client";
 
-/// A Unix-socket round trip inside a container, through the engine's exec, so it works
-/// wherever the engine runs (also in a VM the host cannot see into).
+/// A Unix-socket round trip inside a container: made by devbox itself from inside the
+/// container's namespaces when the engine runs on this host ([`enter`]), so the image
+/// needs no client; else through the engine's exec and a client in the image (an engine in
+/// a VM the host cannot see into).
 async fn uds_in_container<E: Engine>(
     engine: &E,
     id: &str,
     path: &str,
     send: Option<&str>,
     timeout: Duration,
+) -> Result<String, String> {
+    // `exec` forces the image's client: what an engine in a VM gets.
+    let forced = std::env::var("DEVBOX_UDS_PROBE").as_deref() == Ok("exec");
+    if !forced {
+        if let Some(r) = uds_entered(engine, id, path, send, timeout).await {
+            return r;
+        }
+    }
+    uds_by_exec(engine, id, path, send, timeout, !forced).await
+}
+
+/// The round trip from inside the container's namespaces (`devbox __probe-uds`), or
+/// `None` when devbox cannot enter them from here.
+async fn uds_entered<E: Engine>(
+    engine: &E,
+    id: &str,
+    path: &str,
+    send: Option<&str>,
+    timeout: Duration,
+) -> Option<Result<String, String>> {
+    let info = engine.inspect_container(id).await.ok()?;
+    let pid = info.pid?;
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = crate::process::command(exe.to_str()?);
+    cmd.arg("__probe-uds")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg("--timeout-ms")
+        .arg(timeout.as_millis().to_string());
+    if let Some(m) = info.monitor_pid {
+        cmd.arg("--monitor-pid").arg(m.to_string());
+    }
+    cmd.arg("--").arg(path).arg(send.unwrap_or(""));
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let out = match tokio::time::timeout(timeout + Duration::from_millis(500), cmd.output()).await {
+        Err(_) => return Some(Err(format!("no answer within {}ms", timeout.as_millis()))),
+        Ok(Err(_)) => return None,
+        Ok(Ok(out)) => out,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Some(Ok(String::from_utf8_lossy(&out.stdout).into_owned())),
+        Some(enter::CANNOT_ENTER) => None,
+        _ => Some(Err(short(stderr.trim().trim_start_matches("error: ")))),
+    }
+}
+
+/// The round trip through the engine's exec and a Unix-socket client in the image;
+/// `tried_entering` when devbox could not make it from inside itself first.
+async fn uds_by_exec<E: Engine>(
+    engine: &E,
+    id: &str,
+    path: &str,
+    send: Option<&str>,
+    timeout: Duration,
+    tried_entering: bool,
 ) -> Result<String, String> {
     // The client gives up reading a little before devbox gives up on the exec.
     let read_s = (timeout.as_secs_f64() * 0.8).max(0.1);
@@ -649,12 +712,16 @@ async fn uds_in_container<E: Engine>(
         };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.exit_code == 127 && stderr.contains(NO_UDS_CLIENT) {
-        return Err(
-            "the service has no Unix-socket client (socat, ncat, nc -U, python3 or perl) to \
-             run the probe with; add one to its image, or probe the socket's host path \
+        let why = if tried_entering {
+            "devbox cannot enter the service's namespaces from here (an engine in a VM?) and "
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{why}the service has no Unix-socket client (socat, ncat, nc -U, python3 or perl) \
+             to run the probe with; add one to its image, or probe the socket's host path \
              through a bind mount (drop `in`)"
-                .to_owned(),
-        );
+        ));
     }
     if out.exit_code == 127 || out.exit_code == 126 {
         return Err(format!(

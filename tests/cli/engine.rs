@@ -1245,7 +1245,17 @@ within = "1s"
         ),
     )
     .unwrap();
-    let o = devbox(&e, dir, &["verify", "--json"]);
+    // The clients in the image, as an engine in a VM gets them (devbox cannot enter the
+    // namespaces there): uds_in_a_scratch_service_flow covers the way with no client.
+    let out = devbox_cmd(&e, dir, &["verify", "--json"])
+        .env("DEVBOX_UDS_PROBE", "exec")
+        .output()
+        .unwrap();
+    let o = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
     assert_eq!(o.code, 1, "[{name}] {}{}", o.stdout, o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     let outcome = |n: &str| {
@@ -1328,4 +1338,102 @@ fn probe_with_nothing_up_says_so_on_rootless_podman() {
 #[test]
 fn probe_with_nothing_up_says_so_on_docker() {
     probe_with_nothing_up_flow("docker");
+}
+
+// A `uds` probe with `in = "SERVICE"` worked only when the image carried socat, ncat,
+// `nc -U`, python3 or perl; real images (a static binary on scratch, distroless) have
+// none. devbox now makes the round trip itself from inside the service's namespaces.
+fn uds_in_a_scratch_service_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("echo-server"))
+        .args(["-x", "c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(ECHO_SERVER_C.as_bytes())?;
+            c.wait()
+        })
+        .expect("gcc (CI installs it)");
+    assert!(cc.success());
+    std::fs::write(
+        dir.join("Containerfile.server"),
+        "FROM scratch\nCOPY echo-server /echo-server\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sandbox.toml"),
+        format!(
+            r#"[project]
+name = "uds-scratch-{name}"
+
+[images.server]
+containerfile = "Containerfile.server"
+
+[services.server]
+image = "server"
+command = ["/echo-server", "/run/echo/echo.sock"]
+tmpfs = ["/run/echo"]
+
+[[probes]]
+name = "echo from a service that has nothing but its server"
+uds = "/run/echo/echo.sock"
+in = "server"
+send = "ping"
+expect = "echo:ping"
+within = "10s"
+
+[[probes]]
+name = "a socket nobody listens on"
+uds = "/run/echo/nobody.sock"
+in = "server"
+within = "1s"
+"#
+        ),
+    )
+    .unwrap();
+    let o = devbox(&e, dir, &["verify", "--json"]);
+    assert_eq!(o.code, 1, "[{name}] {}{}", o.stdout, o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let outcome = |n: &str| {
+        v["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap_or_else(|| panic!("[{name}] no probe {n}: {v}"))
+            .clone()
+    };
+    let echo = outcome("echo from a service that has nothing but its server");
+    assert_eq!(echo["passed"], true, "[{name}] {echo}");
+    assert_eq!(echo["saw"], "answer \"echo:ping\"", "[{name}] {echo}");
+    let nobody = outcome("a socket nobody listens on");
+    assert_eq!(nobody["passed"], false, "[{name}] {nobody}");
+    assert_eq!(
+        nobody["saw"], "/run/echo/nobody.sock: No such file or directory (os error 2)",
+        "[{name}] {nobody}"
+    );
+    assert!(containers(&e, dir).is_empty(), "[{name}]");
+}
+
+#[test]
+fn uds_in_a_scratch_service_on_rootful_podman() {
+    uds_in_a_scratch_service_flow("podman");
+}
+
+#[test]
+fn uds_in_a_scratch_service_on_rootless_podman() {
+    uds_in_a_scratch_service_flow("podman-rootless");
+}
+
+#[test]
+fn uds_in_a_scratch_service_on_docker() {
+    uds_in_a_scratch_service_flow("docker");
 }
