@@ -119,15 +119,23 @@ fn keeps_host_user(info: &EngineInfo, s: &ServicePlan) -> bool {
 }
 
 /// On engines without keep-id, a service running as `uid:gid` cannot write the host's
-/// `.data` directories (owned by the host user); make the declared ones its own.
+/// `.data` directories (owned by the host user); make the declared ones its own. Each
+/// directory is opened without following a symlink and changed through that descriptor,
+/// so a directory swapped for a symlink meanwhile (by a container that mounts `.data`)
+/// cannot make devbox change the owner of anything outside the project.
 fn share_data_dirs(
     plan: &Plan,
     info: &EngineInfo,
     notes: &mut Vec<String>,
 ) -> Result<(), ApplyError> {
     let root = &plan.data.root;
-    let mut dirs: Vec<PathBuf> = vec![root.clone()];
-    dirs.extend(plan.data.dirs.iter().map(|d| root.join(&d.path)));
+    let mut dirs: Vec<(PathBuf, &str)> = vec![(root.clone(), "")];
+    dirs.extend(
+        plan.data
+            .dirs
+            .iter()
+            .map(|d| (root.join(&d.path), d.path.as_str())),
+    );
     for s in &plan.services {
         if keeps_host_user(info, s) {
             continue;
@@ -146,20 +154,21 @@ fn share_data_dirs(
                 _ => None,
             })
             .collect();
-        let targets: Vec<&PathBuf> = dirs
+        let targets: Vec<&(PathBuf, &str)> = dirs
             .iter()
-            .filter(|d| mounted.iter().any(|m| d.starts_with(m)))
+            .filter(|(d, _)| mounted.iter().any(|m| d.starts_with(m)))
             .collect();
         if targets.is_empty() {
             continue;
         }
         let mut changed = Vec::new();
-        for d in targets {
-            use std::os::unix::fs::MetadataExt;
-            let Ok(meta) = std::fs::symlink_metadata(d) else {
+        for (d, rel) in targets {
+            // A symlink or a missing directory is left alone, as before `up` made it.
+            let Ok(Some(dir)) = data::open_dir(&plan.data, std::path::Path::new(rel)) else {
                 continue;
             };
-            if !meta.is_dir() || (meta.uid() == uid && meta.gid() == gid) {
+            let meta = dir.stat()?;
+            if meta.st_uid == uid && meta.st_gid == gid {
                 continue;
             }
             if !nix::unistd::geteuid().is_root() {
@@ -167,21 +176,12 @@ fn share_data_dirs(
                     "service `{}` runs as {uid}:{gid} without keep-id; {} is owned by {}:{} and devbox (not root) cannot change that",
                     s.name,
                     d.display(),
-                    meta.uid(),
-                    meta.gid()
+                    meta.st_uid,
+                    meta.st_gid
                 ));
                 continue;
             }
-            nix::unistd::chown(
-                d.as_path(),
-                Some(nix::unistd::Uid::from_raw(uid)),
-                Some(nix::unistd::Gid::from_raw(gid)),
-            )
-            .map_err(|e| PathError {
-                action: "changing the owner of",
-                path: d.clone(),
-                source: e.into(),
-            })?;
+            dir.chown(uid, gid)?;
             changed.push(d.strip_prefix(&plan.dir).unwrap_or(d).display().to_string());
         }
         if !changed.is_empty() {
@@ -418,6 +418,12 @@ pub async fn up<E: Engine>(
     // 1. The data tree.
     if !plan.data.dirs.is_empty() || !plan.data.files.is_empty() {
         let r = data::ensure(&plan.data)?;
+        for p in r.leftovers {
+            report.notes.push(format!(
+                "removed {}, a temporary file left by a devbox that was killed while creating a file",
+                p.display()
+            ));
+        }
         for (p, want, have) in r.mode_differs {
             report.notes.push(format!(
                 "{} has mode {have:04o}, the file declares {want:04o}; devbox leaves existing data as it is",

@@ -23,8 +23,10 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
     let _lock = super::lock_project(&plan.project, &plan.dir, true)?;
-    // Refuses a symlinked data root, or one holding symlinks out, before anything goes.
-    let data = crate::data::wipe_list(&plan.data, &plan.dir)?;
+    // Refuses a symlinked data root, one holding symlinks out, or one devbox could not
+    // remove all of, before anything goes.
+    let data = crate::data::wipe_list(&plan.data, &plan.dir)
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was removed"))?;
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
     let (containers, networks, volumes, images) = rt.block_on(async {
@@ -68,6 +70,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("nothing removed");
         return Ok(ExitCode::from(super::EXIT_FAILED));
     }
+    // The engine first: no container writes into .data while it goes.
     rt.block_on(async {
         let opts = DownOptions {
             volumes: true,
@@ -78,9 +81,23 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             conn.engine.remove_image(i).await?;
         }
         Ok::<_, apply::ApplyError>(())
-    })?;
-    let wiped = crate::data::wipe(&plan.data, &plan.dir)?;
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{} was not touched", plan.data.root.display()))?;
     apply::ports::release(&plan);
+    let wiped = match crate::data::wipe(&plan.data, &plan.dir) {
+        Ok(w) => w,
+        Err(e) => anyhow::bail!(
+            "{e}\n{} reset stopped: {} containers, {} networks, {} volumes, {} images and {} of {} data entries removed; still there: {}",
+            plan.project,
+            containers.len(),
+            networks.len(),
+            volumes.len(),
+            images.len(),
+            e.removed.len(),
+            e.removed.len() + e.left.len(),
+            shown(&e.left)
+        ),
+    };
     println!(
         "{} reset: {} containers, {} networks, {} volumes, {} images, {} data entries removed",
         plan.project,
@@ -91,4 +108,17 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         wiped.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Up to eight paths, and how many more.
+fn shown(paths: &[std::path::PathBuf]) -> String {
+    let mut s: Vec<String> = paths
+        .iter()
+        .take(8)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > 8 {
+        s.push(format!("and {} more", paths.len() - 8));
+    }
+    s.join(", ")
 }

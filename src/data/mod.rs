@@ -2,21 +2,29 @@
 //! files and secrets made once, and a wipe that cannot be tricked into leaving the
 //! project.
 //!
-//! Secrets are created with their final mode before they get a name: a temporary file
-//! (0600, then its mode set on the open descriptor) is filled, synced and hard-linked
-//! into place, which fails rather than replaces when the name exists. So a secret is
-//! never overwritten, never visible with another mode, and never half-written.
-//! Never touches containers.
+//! Every operation works on directory descriptors opened from the project directory
+//! down, one name at a time, never through a symlink ([`Dir`]): checking a path and then
+//! acting on it by path again would follow a symlink swapped in between (a container
+//! can write the `.data` directories it mounts).
+//!
+//! Secrets are created with their final mode before they get a name: an unnamed file
+//! (`O_TMPFILE`, 0600, then its mode set on the open descriptor) is filled, synced and
+//! linked into place, which fails rather than replaces when the name exists. So a secret
+//! is never overwritten, never visible with another mode, and never half-written, and a
+//! devbox killed meanwhile leaves nothing behind. Never touches containers.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+mod tree;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
 
 use crate::config::model::{Data, FileContent, SecretEncoding};
 use crate::fsutil::{PathError, WrapPath};
+pub use tree::{Dir, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -31,6 +39,8 @@ pub enum DataError {
         path: PathBuf,
         expected: &'static str,
     },
+    #[error("cannot remove what is in {}: {source}", .path.display())]
+    NotRemovable { path: PathBuf, source: io::Error },
     #[error("cannot generate a secret for {}: {source}", .path.display())]
     Random {
         path: PathBuf,
@@ -46,68 +56,171 @@ pub struct Report {
     /// Existing entries whose mode differs from the declared one: (path, declared, actual).
     /// devbox reports them and leaves the user's data as it is.
     pub mode_differs: Vec<(PathBuf, u32, u32)>,
+    /// Temporary files a killed devbox left while creating a file, removed.
+    pub leftovers: Vec<PathBuf>,
 }
 
-/// Creates the declared layout. Existing entries are kept as they are.
+/// The names of a relative path, `.` left out (configuration allows nothing else).
+fn names(rel: impl AsRef<Path>) -> Vec<OsString> {
+    rel.as_ref()
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The names from `project` to `root`, when `root` is below it.
+fn steps_from(project: &Path, root: &Path) -> Option<Vec<OsString>> {
+    let rel = root.strip_prefix(project).ok()?;
+    let steps: Vec<OsString> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    (!steps.is_empty()).then_some(steps)
+}
+
+/// The project directory (the one path devbox opens as given) and the names from it to
+/// the data root, from the root as written in the file.
+fn locate(data: &Data) -> (PathBuf, Vec<OsString>) {
+    let mut steps: Vec<OsString> = Vec::new();
+    for c in Path::new(&data.root_rel).components() {
+        match c {
+            Component::Normal(s) => steps.push(s.to_os_string()),
+            Component::ParentDir => {
+                steps.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut project = data.root.clone();
+    for _ in &steps {
+        project.pop();
+    }
+    match steps_from(&project, &data.root) {
+        Some(s) if s == steps => (project, steps),
+        // Not made by the configuration: the root's own directory is the anchor.
+        _ => {
+            let parent = data.root.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let last = data.root.file_name().map(OsStr::to_os_string);
+            (parent, last.into_iter().collect())
+        }
+    }
+}
+
+/// Opens the data root, walking from the project directory without following a
+/// symlink. `None` when some directory on the way does not exist (nothing is made).
+/// Returns the root's parent too.
+fn open_root(data: &Data, project: &Path) -> Result<Option<(Dir, Dir)>, DataError> {
+    let (project, steps) = match steps_from(project, &data.root) {
+        Some(steps) => (project.to_path_buf(), steps),
+        None => locate(data),
+    };
+    let Some((last, between)) = steps.split_last() else {
+        return Ok(None);
+    };
+    let mut parent = Dir::anchor(&project)?;
+    for s in between {
+        match parent.open(s)? {
+            Some(d) => parent = d,
+            None => return Ok(None),
+        }
+    }
+    Ok(parent.open(last)?.map(|root| (parent, root)))
+}
+
+/// Opens the directory `rel` (relative to the data root, empty for the root itself)
+/// without following a symlink anywhere from the project directory down. `None` when
+/// it does not exist.
+pub fn open_dir(data: &Data, rel: &Path) -> Result<Option<Dir>, DataError> {
+    let (project, _) = locate(data);
+    let Some((_, mut cur)) = open_root(data, &project)? else {
+        return Ok(None);
+    };
+    for n in names(rel) {
+        match cur.open(&n)? {
+            Some(d) => cur = d,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(cur))
+}
+
+/// Creates the declared layout. Existing entries are kept as they are. Every step is
+/// taken relative to a directory devbox holds open, from the project directory down,
+/// and a symlink anywhere on the way is refused, so a tree changed while this runs
+/// cannot make devbox create, chmod or write anything elsewhere.
 pub fn ensure(data: &Data) -> Result<Report, DataError> {
     let mut report = Report::default();
-    ensure_dir(&data.root, 0o755, &mut report)?;
+    let (project, steps) = locate(data);
+    let mut root = Dir::anchor(&project)?;
+    for (i, s) in steps.iter().enumerate() {
+        // Only the root itself is reported; the directories above it are the project's.
+        root = ensure_dir(&root, s, 0o755, i + 1 == steps.len(), &mut report)?;
+    }
     // Undeclared parents get 0755; declared directories their own mode.
-    let declared: std::collections::BTreeMap<PathBuf, u32> = data
-        .dirs
-        .iter()
-        .map(|d| (data.root.join(&d.path), d.mode))
-        .collect();
-    let parents = |path: &Path, report: &mut Report| -> Result<(), DataError> {
-        for parent in parents_within(&data.root, path) {
-            let mode = declared.get(&parent).copied().unwrap_or(0o755);
-            ensure_dir(&parent, mode, report)?;
-        }
-        Ok(())
-    };
+    let declared: BTreeMap<Vec<OsString>, u32> =
+        data.dirs.iter().map(|d| (names(&d.path), d.mode)).collect();
     for d in &data.dirs {
-        let path = data.root.join(&d.path);
-        parents(&path, &mut report)?;
-        ensure_dir(&path, d.mode, &mut report)?;
+        descend(&root, &names(&d.path), &declared, &mut report)?;
     }
     for f in &data.files {
-        let path = data.root.join(&f.path);
-        parents(&path, &mut report)?;
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => return Err(DataError::Symlink(path)),
-            Ok(m) if !m.is_file() => {
+        let parts = names(&f.path);
+        let Some((name, dirs)) = parts.split_last() else {
+            continue;
+        };
+        let sub = descend(&root, dirs, &declared, &mut report)?;
+        let dir = sub.as_ref().unwrap_or(&root);
+        let path = dir.join(name);
+        report.leftovers.extend(dir.remove_leftovers(name)?);
+        match dir.kind(name)? {
+            Some((Kind::Symlink, _)) => return Err(DataError::Symlink(path)),
+            Some((Kind::File, st)) => {
+                note_mode(&path, f.mode, st.st_mode & 0o7777, &mut report);
+                report.kept.push(path);
+            }
+            Some(_) => {
                 return Err(DataError::WrongType {
                     path,
                     expected: "file",
                 })
             }
-            Ok(m) => {
-                note_mode(&path, f.mode, m.permissions().mode() & 0o7777, &mut report);
-                report.kept.push(path);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            None => {
                 let body = match &f.content {
                     FileContent::Empty => Vec::new(),
                     FileContent::Literal { text } => text.clone().into_bytes(),
                     FileContent::Secret { encoding, bytes } => secret(&path, *encoding, *bytes)?,
                 };
-                if create_once(&path, &body, f.mode)? {
+                if dir.create_once(name, &body, f.mode)? {
                     report.created.push(path);
                 } else {
                     report.kept.push(path);
                 }
             }
-            Err(e) => {
-                return Err(PathError {
-                    action: "inspecting",
-                    path,
-                    source: e,
-                }
-                .into())
-            }
         }
     }
     Ok(report)
+}
+
+/// Opens (making what is missing) the directories `parts` below `root`; `None` for no
+/// parts (the root itself).
+fn descend(
+    root: &Dir,
+    parts: &[OsString],
+    declared: &BTreeMap<Vec<OsString>, u32>,
+    report: &mut Report,
+) -> Result<Option<Dir>, DataError> {
+    let mut cur: Option<Dir> = None;
+    for i in 0..parts.len() {
+        let mode = declared.get(&parts[..=i]).copied().unwrap_or(0o755);
+        let here = cur.as_ref().unwrap_or(root);
+        cur = Some(ensure_dir(here, &parts[i], mode, true, report)?);
+    }
+    Ok(cur)
 }
 
 fn secret(path: &Path, encoding: SecretEncoding, n: usize) -> Result<Vec<u8>, DataError> {
@@ -124,163 +237,87 @@ fn secret(path: &Path, encoding: SecretEncoding, n: usize) -> Result<Vec<u8>, Da
     })
 }
 
-/// The directories between `root` (exclusive) and `path` (exclusive), outermost first.
-fn parents_within(root: &Path, path: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut cur = path.parent();
-    while let Some(p) = cur {
-        if p == root || !p.starts_with(root) {
-            break;
-        }
-        out.push(p.to_path_buf());
-        cur = p.parent();
-    }
-    out.reverse();
-    out
-}
-
 fn note_mode(path: &Path, want: u32, have: u32, report: &mut Report) {
     if want != have {
         report.mode_differs.push((path.to_path_buf(), want, have));
     }
 }
 
-fn ensure_dir(path: &Path, mode: u32, report: &mut Report) -> Result<(), DataError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(DataError::Symlink(path.to_path_buf())),
-        Ok(m) if !m.is_dir() => Err(DataError::WrongType {
-            path: path.to_path_buf(),
-            expected: "directory",
-        }),
-        Ok(m) => {
-            if !report.kept.iter().any(|k| k == path) {
-                note_mode(path, mode, m.permissions().mode() & 0o7777, report);
-                report.kept.push(path.to_path_buf());
-            }
-            Ok(())
+/// Opens the directory `name` in `parent`, making it with `mode` when missing.
+fn ensure_dir(
+    parent: &Dir,
+    name: &OsStr,
+    mode: u32,
+    report_it: bool,
+    report: &mut Report,
+) -> Result<Dir, DataError> {
+    let path = parent.join(name);
+    if let Some(d) = parent.open(name)? {
+        let seen = report.kept.contains(&path) || report.created.contains(&path);
+        if report_it && !seen {
+            note_mode(&path, mode, d.stat()?.st_mode & 0o7777, report);
+            report.kept.push(path);
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match DirBuilder::new().mode(mode).create(path) {
-                Ok(()) => {}
-                // Someone else made it in between: theirs stands.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-                Err(e) => {
-                    return Err(PathError {
-                        action: "creating",
-                        path: path.to_path_buf(),
-                        source: e,
-                    }
-                    .into())
-                }
-            }
-            // The umask may have narrowed the mode of the empty directory just made.
-            fs::set_permissions(path, Permissions::from_mode(mode))
-                .wrap("setting the mode of", path)?;
-            report.created.push(path.to_path_buf());
-            Ok(())
-        }
-        Err(e) => Err(PathError {
-            action: "inspecting",
-            path: path.to_path_buf(),
-            source: e,
-        }
-        .into()),
+        return Ok(d);
     }
-}
-
-/// Creates `path` with `body` and `mode` unless it exists. Returns whether it created it.
-pub fn create_once(path: &Path, body: &[u8], mode: u32) -> Result<bool, DataError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.devbox-{}.tmp", std::process::id()));
-    let result = (|| -> Result<bool, DataError> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(o_nofollow())
-            .open(&tmp)
-            .wrap("creating", &tmp)?;
-        // On the descriptor, before the file has its name: the umask cannot narrow it.
-        f.set_permissions(Permissions::from_mode(mode))
-            .wrap("setting the mode of", &tmp)?;
-        f.write_all(body).wrap("writing", &tmp)?;
-        f.sync_all().wrap("syncing", &tmp)?;
-        let created = match fs::hard_link(&tmp, path) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e) => {
-                return Err(PathError {
-                    action: "linking into place",
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-                .into())
-            }
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .wrap("syncing directory", dir)?;
-        Ok(created)
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
-}
-
-fn o_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+    // Someone else may make it in between: theirs stands.
+    let made = parent.mkdir(name, mode)?;
+    let d = parent.open(name)?.ok_or_else(|| PathError {
+        action: "creating",
+        path: path.clone(),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })?;
+    if made {
+        // The umask may have narrowed the mode of the empty directory just made.
+        d.chmod(mode)?;
+        if report_it {
+            report.created.push(path);
+        }
+    }
+    Ok(d)
 }
 
 /// What [`wipe`] would remove: the data root and everything in it, deepest first.
-/// Refuses a data root that is a symlink, and any symlink inside that leads out of
-/// `project`.
+/// Refuses a data root that is a symlink (or reached through one), any symlink inside
+/// that leads out of `project`, and a tree with a directory devbox could not remove
+/// entries from (read-only, not writable), so that a wipe does not stop half-way.
 pub fn wipe_list(data: &Data, project: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let Some((parent, root)) = open_root(data, project)? else {
+        return Ok(Vec::new());
+    };
+    let canon = project.canonicalize().wrap("resolving", project)?;
     let mut out = Vec::new();
-    match fs::symlink_metadata(&data.root) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => {
-            return Err(PathError {
-                action: "inspecting",
-                path: data.root.clone(),
-                source: e,
-            }
-            .into())
-        }
-        Ok(m) if m.file_type().is_symlink() => return Err(DataError::Symlink(data.root.clone())),
-        Ok(m) if !m.is_dir() => {
-            return Err(DataError::WrongType {
-                path: data.root.clone(),
-                expected: "directory",
-            })
-        }
-        Ok(_) => {}
-    }
-    let project = project.canonicalize().wrap("resolving", project)?;
-    walk(&data.root, &project, &mut out)?;
-    out.push(data.root.clone());
+    list(&root, &canon, &mut out)?;
+    parent.writable().map_err(|e| DataError::NotRemovable {
+        path: parent.path().to_path_buf(),
+        source: e.into(),
+    })?;
+    out.push(root.path().to_path_buf());
     Ok(out)
 }
 
-fn walk(dir: &Path, project: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .wrap("reading", dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .wrap("reading", dir)?;
-    entries.sort();
-    for p in entries {
-        let m = fs::symlink_metadata(&p).wrap("inspecting", &p)?;
-        if m.file_type().is_symlink() {
-            let target = fs::read_link(&p).wrap("reading link", &p)?;
-            let resolved = lexical(&p.parent().unwrap_or(dir).join(&target));
-            if !resolved.starts_with(project) {
-                return Err(DataError::SymlinkOutside { link: p, target });
+fn list(dir: &Dir, project: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    dir.writable().map_err(|e| DataError::NotRemovable {
+        path: dir.path().to_path_buf(),
+        source: e.into(),
+    })?;
+    for name in dir.names()? {
+        let p = dir.join(&name);
+        match dir.kind(&name)? {
+            None => continue,
+            Some((Kind::Symlink, _)) => {
+                let target = dir.read_link(&name)?;
+                let resolved = lexical(&dir.path().join(&target));
+                if !resolved.starts_with(project) {
+                    return Err(DataError::SymlinkOutside { link: p, target });
+                }
             }
-        } else if m.is_dir() {
-            walk(&p, project, out)?;
+            Some((Kind::Dir, _)) => {
+                if let Some(sub) = dir.open(&name)? {
+                    list(&sub, project, out)?;
+                }
+            }
+            Some(_) => {}
         }
         out.push(p);
     }
@@ -301,26 +338,97 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-/// Removes the data tree after [`wipe_list`] checked it. Symlinks are removed, never
-/// followed. Returns what was removed.
-pub fn wipe(data: &Data, project: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let list = wipe_list(data, project)?;
-    for p in &list {
-        let m = fs::symlink_metadata(p).wrap("inspecting", p)?;
-        if m.is_dir() && !m.file_type().is_symlink() {
-            fs::remove_dir(p).wrap("removing", p)?;
-        } else {
-            fs::remove_file(p).wrap("removing", p)?;
+/// A wipe that stopped: why, what it had removed, and what is still there.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct WipeError {
+    pub error: DataError,
+    pub removed: Vec<PathBuf>,
+    /// What [`wipe_list`] listed and was not removed.
+    pub left: Vec<PathBuf>,
+}
+
+/// Removes the data tree after [`wipe_list`] checked it. Works on directory
+/// descriptors as `remove_dir_all` does: each directory is opened (never through a
+/// symlink) and emptied by name relative to that descriptor, symlinks are removed,
+/// never followed. Returns what was removed.
+pub fn wipe(data: &Data, project: &Path) -> Result<Vec<PathBuf>, WipeError> {
+    let stopped = |error, removed: Vec<PathBuf>, listed: &[PathBuf]| WipeError {
+        left: listed
+            .iter()
+            .filter(|p| !removed.contains(p))
+            .cloned()
+            .collect(),
+        error,
+        removed,
+    };
+    let listed = wipe_list(data, project).map_err(|e| stopped(e, Vec::new(), &[]))?;
+    let mut removed = Vec::new();
+    let result = (|| {
+        let Some((parent, root)) = open_root(data, project)? else {
+            return Ok(());
+        };
+        for n in root.names()? {
+            remove(&root, &n, &mut removed)?;
+        }
+        let path = root.path().to_path_buf();
+        drop(root);
+        let name = path.file_name().unwrap_or_default();
+        parent.rmdir(name).wrap_errno("removing", &path)?;
+        removed.push(path);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(removed),
+        Err(e) => Err(stopped(e, removed, &listed)),
+    }
+}
+
+fn remove(parent: &Dir, name: &OsStr, removed: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let path = parent.join(name);
+    match parent.open(name) {
+        Ok(Some(dir)) => {
+            for n in dir.names()? {
+                remove(&dir, &n, removed)?;
+            }
+            drop(dir);
+            parent.rmdir(name).wrap_errno("removing", &path)?;
+        }
+        Ok(None) => return Ok(()),
+        Err(DataError::Symlink(_) | DataError::WrongType { .. }) => {
+            parent.unlink(name).wrap_errno("removing", &path)?;
+        }
+        Err(e) => return Err(e),
+    }
+    removed.push(path);
+    Ok(())
+}
+
+trait WrapErrno {
+    /// A name already gone counts as removed.
+    fn wrap_errno(self, action: &'static str, path: &Path) -> Result<(), DataError>;
+}
+
+impl WrapErrno for Result<(), nix::errno::Errno> {
+    fn wrap_errno(self, action: &'static str, path: &Path) -> Result<(), DataError> {
+        match self {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(e) => Err(PathError {
+                action,
+                path: path.to_path_buf(),
+                source: e.into(),
+            }
+            .into()),
         }
     }
-    Ok(list)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::model::{DataDir, DataFile};
-    use std::os::unix::fs::MetadataExt;
+    use std::fs::{self, Permissions};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn layout(root: &Path) -> Data {
         Data {
@@ -475,7 +583,7 @@ mod tests {
         let data = layout(&tmp.path().join(".data"));
         assert!(matches!(ensure(&data), Err(DataError::Symlink(_))));
         assert!(matches!(
-            wipe(&data, tmp.path()),
+            wipe(&data, tmp.path()).map_err(|e| e.error),
             Err(DataError::Symlink(_))
         ));
         assert!(elsewhere.path().join("precious").exists());
@@ -489,7 +597,11 @@ mod tests {
         ensure(&data).unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), data.root.join("cache/out")).unwrap();
         let err = wipe(&data, tmp.path()).unwrap_err();
-        assert!(matches!(err, DataError::SymlinkOutside { .. }), "{err}");
+        assert!(
+            matches!(err.error, DataError::SymlinkOutside { .. }),
+            "{err}"
+        );
+        assert!(err.removed.is_empty(), "{err:?}");
         assert!(
             data.root.join("auth/credential").exists(),
             "nothing removed"
@@ -519,9 +631,85 @@ mod tests {
     fn create_once_never_replaces() {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("f");
-        assert!(create_once(&p, b"one", 0o600).unwrap());
-        assert!(!create_once(&p, b"two", 0o644).unwrap());
+        let dir = Dir::anchor(tmp.path()).unwrap();
+        assert!(dir.create_once(OsStr::new("f"), b"one", 0o600).unwrap());
+        assert!(!dir.create_once(OsStr::new("f"), b"two", 0o644).unwrap());
         assert_eq!(fs::read(&p).unwrap(), b"one");
         assert_eq!(mode(&p), 0o600);
+    }
+
+    /// Swaps `a` and `b` (RENAME_EXCHANGE) until `stop`.
+    fn swapper(
+        a: PathBuf,
+        b: PathBuf,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<u64> {
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let flags = nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+                let at = nix::fcntl::AT_FDCWD;
+                if nix::fcntl::renameat2(at, &a, at, &b, flags).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        })
+    }
+
+    fn tree(root: &Path) -> Vec<(PathBuf, u32, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let body = if m.is_file() {
+                fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.push((p.clone(), m.mode(), m.uid(), body));
+            if m.is_dir() {
+                todo.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Many ensures and wipes while a data directory is swapped with a symlink to a
+    /// directory outside the project: nothing outside changes.
+    #[test]
+    fn a_swapped_directory_never_leads_ensure_or_wipe_outside() {
+        let project = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        for n in ["credential", "token", "f0", "f1"] {
+            fs::write(outside.path().join(n), "precious").unwrap();
+        }
+        fs::remove_file(outside.path().join("credential")).unwrap();
+        let before = tree(outside.path());
+        let data = layout(&project.path().join(".data"));
+        let link = project.path().join("swap");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        let auth = data.root.join("auth");
+        let (mut ok, mut swaps) = (0, 0);
+        for _ in 0..100 {
+            let _ = fs::remove_dir_all(&data.root);
+            fs::create_dir_all(&auth).unwrap();
+            fs::write(auth.join("f0"), "junk").unwrap();
+            fs::write(auth.join("f1"), "junk").unwrap();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let t = swapper(auth.clone(), link.clone(), stop.clone());
+            ok += usize::from(ensure(&data).is_ok());
+            ok += usize::from(wipe(&data, project.path()).is_ok());
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            swaps += t.join().unwrap();
+            if link.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                let _ = fs::remove_file(&auth);
+                fs::remove_dir_all(&link).unwrap();
+                std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+            }
+            assert_eq!(tree(outside.path()), before, "after {ok} that worked");
+        }
+        assert!(swaps > 100, "{swaps} swaps");
     }
 }

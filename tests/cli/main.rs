@@ -14,6 +14,7 @@ mod util;
 mod audit;
 mod cgroup_v2;
 mod config;
+mod data_races;
 mod docs;
 mod engine;
 mod errors;
