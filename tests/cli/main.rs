@@ -7,12 +7,14 @@ mod util;
 
 mod audit;
 mod cgroup_v2;
+mod checkouts;
 mod config;
 mod docs;
 mod engine;
 mod errors;
 mod examples;
 mod import;
+mod networks;
 mod oci;
 mod render;
 mod runner;
