@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::checkouts::{owned_project, OwnedProject};
-use crate::engine::{containers, devbox, engine, engine_cli, ok, Engine};
+use crate::engine::{containers, devbox, devbox_cmd, engine, engine_cli, ok, Engine};
 
 /// A one-service project named `project`.
 fn small_project(e: &Engine, project: &str) -> OwnedProject {
@@ -205,4 +205,45 @@ fn a_foreign_network_of_our_name_is_refused_on_rootless_podman() {
 #[test]
 fn a_foreign_network_of_our_name_is_refused_on_docker() {
     foreign_network_flow("docker");
+}
+
+// The race itself: two `up`s that do not share a lock (different users' state
+// directories on one Docker daemon) each made the network; Docker 20.10 kept both.
+#[test]
+fn racing_ups_leave_one_network_on_docker() {
+    let Some(e) = engine("docker") else { return };
+    let project = "racenet";
+    let copy = small_project(&e, project);
+    let dir = copy.path.as_path();
+    let _clean = Cleanup(&e, dir, project);
+    let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for round in 0..5 {
+        ok(&e, dir, &["down", "-t", "1"]);
+        let ups: Vec<_> = states
+            .iter()
+            .map(|s| {
+                devbox_cmd(&e, dir, &["up", "--timeout", "60s"])
+                    .env("XDG_STATE_HOME", s.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = ups
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        assert_eq!(
+            networks_named(&e, project).len(),
+            1,
+            "round {round}: {:?}",
+            outs.iter()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect::<Vec<_>>()
+        );
+        // Whichever lost the race, the project converges.
+        ok(&e, dir, &["up", "--timeout", "60s"]);
+        assert_eq!(containers(&e, dir).len(), 1, "round {round}");
+    }
 }
