@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(short, long, default_value_t = 10)]
     pub timeout: u32,
     /// Act on the project even when its containers were made from another directory
-    /// with the same [project] name (another checkout); this directory becomes its own.
+    /// with the same [project] name (another checkout).
     #[arg(long)]
     pub take_over: bool,
 }

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long)]
     pub images: bool,
     /// Act on the project even when its containers were made from another directory
-    /// with the same [project] name (another checkout); this directory becomes its own.
+    /// with the same [project] name (another checkout).
     #[arg(long)]
     pub take_over: bool,
 }

@@ -233,7 +233,7 @@ fn second_checkout_flow(name: &'static str) {
     let Some(e) = engine(name) else { return };
     let project = format!("twin-{name}");
     let toml = format!(
-        "[project]\nname = \"{project}\"\n\n[services.app]\nimage = \"localhost/devbox-busybox:latest\"\ncommand = [\"sleep\", \"3600\"]\n"
+        "[project]\nname = \"{project}\"\n\n[services.app]\nimage = \"localhost/devbox-busybox:latest\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.2; done\"]\n"
     );
     let (first, second) = (owned_project(&e, &toml), owned_project(&e, &toml));
     let (a, b) = (first.path.as_path(), second.path.as_path());
@@ -310,4 +310,49 @@ fn second_checkout_is_refused_on_rootless_podman() {
 #[test]
 fn second_checkout_is_refused_on_docker() {
     second_checkout_flow("docker");
+}
+
+// Containers made before devbox recorded the directory carry no label: they are adopted
+// from any directory, not refused.
+#[test]
+fn containers_without_the_directory_label_are_adopted_on_docker() {
+    let Some(e) = engine("docker") else { return };
+    let project = "adopted";
+    let dir = owned_project(
+        &e,
+        &format!("[project]\nname = \"{project}\"\n\n[services.app]\nimage = \"localhost/devbox-busybox:latest\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.2; done\"]\n"),
+    );
+    let _down = DownFrom(&e, &dir.path);
+    let made = crate::engine::engine_cli(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "adopted-app",
+            "--label",
+            "devbox.project=adopted",
+            "--label",
+            "devbox.service=app",
+            "localhost/devbox-busybox:latest",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.2; done",
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // Recreated (it has no config hash either), and labelled from then on.
+    let o = ok(&e, &dir.path, &["up", "--timeout", "60s"]);
+    assert!(o.stdout.contains(": 1 recreated in "), "{}", o.stdout);
+    let o = ok(&e, &dir.path, &["down", "-t", "1"]);
+    assert!(
+        o.stdout
+            .starts_with("adopted is down: 1 container and 1 network removed"),
+        "{}",
+        o.stdout
+    );
 }

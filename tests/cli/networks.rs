@@ -11,7 +11,7 @@ use crate::engine::{containers, devbox, devbox_cmd, engine, engine_cli, ok, Engi
 fn small_project(e: &Engine, project: &str) -> OwnedProject {
     owned_project(
         e,
-        &format!("[project]\nname = \"{project}\"\n\n[services.app]\nimage = \"localhost/devbox-busybox:latest\"\ncommand = [\"sleep\", \"3600\"]\n"),
+        &format!("[project]\nname = \"{project}\"\n\n[services.app]\nimage = \"localhost/devbox-busybox:latest\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 0.2; done\"]\n"),
     )
 }
 
