@@ -12,7 +12,7 @@ pub mod ports;
 pub mod progress;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -20,11 +20,11 @@ use futures_util::StreamExt;
 use crate::config::model::{Condition, ImageRef, Mount, Userns};
 use crate::data::{self, DataError};
 use crate::engine::{
-    self, container_spec, BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo,
-    ErrorKind, Kind, LogOptions, NetworkSpec, VolumeSpec,
+    container_spec, BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo,
+    ErrorKind, Kind, LogOptions, NetworkSpec, ResourceInfo, VolumeSpec,
 };
 use crate::fsutil::PathError;
-use crate::plan::{Plan, ServicePlan, LABEL_HASH};
+use crate::plan::{NetworkPlan, Plan, ServicePlan, LABEL_DIR, LABEL_HASH, LABEL_PROJECT};
 pub use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,18 @@ pub enum ApplyError {
     },
     #[error("the container name `{name}` is taken by a container devbox did not create\nhint: remove or rename it (`{engine} rm {name}`), or set another [project] name")]
     NameTaken { name: String, engine: Kind },
+    #[error("the network name `{name}` is taken by {} devbox did not create: {}\nhint: remove {} (`{engine} network rm {}`), or set another [project] name", if .ids.len() == 1 { "a network" } else { "networks" }, .ids.join(", "), if .ids.len() == 1 { "it" } else { "them" }, .ids.join(" "))]
+    NetworkTaken {
+        name: String,
+        ids: Vec<String>,
+        engine: Kind,
+    },
+    #[error("project {project:?} is in use from another directory, {}\nhint: run devbox there, or pass --take-over to manage it from {} instead", .other.display(), .here.display())]
+    OtherCheckout {
+        project: String,
+        other: PathBuf,
+        here: PathBuf,
+    },
 }
 
 fn logs_block(logs: &[String]) -> String {
@@ -402,7 +414,129 @@ pub fn desired(
     spec.labels.remove(LABEL_HASH);
     let hash = crate::plan::hash_of(&format!("{spec:?}"));
     spec.labels.insert(LABEL_HASH.into(), hash);
+    // Not hashed: moving a checkout is not a change of settings.
+    spec.labels
+        .insert(LABEL_DIR.into(), plan.dir.display().to_string());
     Ok(spec)
+}
+
+fn network_spec(n: &NetworkPlan) -> NetworkSpec {
+    NetworkSpec {
+        name: n.name.clone(),
+        internal: n.internal,
+        labels: n.labels.clone(),
+    }
+}
+
+/// The first 12 characters of an engine id, as the engines' CLIs show them.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// The network devbox uses for `n`, made when missing. A network of that name devbox did
+/// not make for this project is refused, never joined. Docker accepts two networks of one
+/// name (two `up`s making it at once), and then refuses the name as ambiguous: of
+/// devbox's own the oldest is kept and the others are removed by id, so the name is
+/// unique again before any container refers to it.
+async fn ensure_network<E: Engine>(
+    engine: &E,
+    project: &str,
+    n: &NetworkPlan,
+    notes: &mut Vec<String>,
+) -> Result<ResourceInfo, ApplyError> {
+    let ours = |r: &ResourceInfo| r.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project);
+    let refuse_foreign = |found: &[ResourceInfo]| {
+        let ids: Vec<String> = found
+            .iter()
+            .filter(|r| !ours(r))
+            .map(|r| short(&r.id).to_owned())
+            .collect();
+        if ids.is_empty() {
+            Ok(())
+        } else {
+            Err(ApplyError::NetworkTaken {
+                name: n.name.clone(),
+                ids,
+                engine: engine.kind(),
+            })
+        }
+    };
+    let mut found = engine.networks_named(&n.name).await?;
+    refuse_foreign(&found)?;
+    if found.is_empty() {
+        match engine.create_network(&network_spec(n)).await {
+            // Made meanwhile by someone else: look again.
+            Err(e) if e.kind == ErrorKind::Conflict => {}
+            other => other?,
+        }
+        found = engine.networks_named(&n.name).await?;
+        refuse_foreign(&found)?;
+    }
+    found.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    let mut found = found.into_iter();
+    let Some(keep) = found.next() else {
+        // Created, yet not listed (an engine that lists lazily): it is what was asked.
+        return Ok(ResourceInfo {
+            id: n.name.clone(),
+            name: n.name.clone(),
+            labels: n.labels.clone(),
+            created: String::new(),
+        });
+    };
+    let mut removed = Vec::new();
+    for extra in found {
+        match engine.remove_network(&extra.id).await {
+            Ok(()) => removed.push(short(&extra.id).to_owned()),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !removed.is_empty() {
+        notes.push(format!(
+            "devbox had made network `{}` {} times; kept {} and removed {}",
+            n.name,
+            removed.len() + 1,
+            short(&keep.id),
+            removed.join(", ")
+        ));
+    }
+    Ok(keep)
+}
+
+/// Whether two spellings name one directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// Refuses to act on a project whose containers were made from another directory — a
+/// second checkout with the same [project] name — unless `take_over`. A container without
+/// the directory label predates it and is adopted (the label is set when it is next
+/// recreated). Called before anything changes.
+pub async fn check_checkout<E: Engine>(
+    engine: &E,
+    project: &str,
+    dir: &Path,
+    take_over: bool,
+) -> Result<(), ApplyError> {
+    if take_over {
+        return Ok(());
+    }
+    for c in engine.list_containers(project).await? {
+        if let Some(other) = c.labels.get(LABEL_DIR) {
+            if !same_dir(Path::new(other), dir) {
+                return Err(ApplyError::OtherCheckout {
+                    project: project.to_owned(),
+                    other: PathBuf::from(other),
+                    here: dir.to_path_buf(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Brings the engine to the plan.
@@ -461,36 +595,14 @@ pub async fn up<E: Engine>(
     report.build_ms = t.elapsed().as_millis() as u64;
 
     // 3. Networks and volumes.
-    let have_nets: BTreeMap<String, engine::ResourceInfo> = engine
-        .list_networks(&plan.project)
-        .await?
-        .into_iter()
-        .map(|n| (n.name.clone(), n))
-        .collect();
     let mut renewed_nets = BTreeSet::new();
+    let mut net_ids = BTreeMap::new();
     for n in &plan.networks {
-        match have_nets.get(&n.name) {
-            Some(h) if h.labels.get(LABEL_HASH) == Some(&n.hash) => {}
-            Some(_) => {
-                renewed_nets.insert(n.key.clone());
-            }
-            None => {
-                engine
-                    .create_network(&NetworkSpec {
-                        name: n.name.clone(),
-                        internal: n.internal,
-                        labels: n.labels.clone(),
-                    })
-                    .await
-                    .or_else(|e| {
-                        if e.kind == ErrorKind::Conflict {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })?;
-            }
+        let have = ensure_network(engine, &plan.project, n, &mut report.notes).await?;
+        if have.labels.get(LABEL_HASH) != Some(&n.hash) {
+            renewed_nets.insert(n.key.clone());
         }
+        net_ids.insert(n.key.clone(), have.id);
     }
     let have_vols: BTreeSet<String> = engine
         .list_volumes(&plan.project)
@@ -555,14 +667,8 @@ pub async fn up<E: Engine>(
             let n = plan
                 .network(k)
                 .expect("renewed networks come from the plan");
-            let _ = engine.remove_network(&n.name).await;
-            engine
-                .create_network(&NetworkSpec {
-                    name: n.name.clone(),
-                    internal: n.internal,
-                    labels: n.labels.clone(),
-                })
-                .await?;
+            let _ = engine.remove_network(&net_ids[k]).await;
+            engine.create_network(&network_spec(n)).await?;
         }
     }
 
@@ -585,9 +691,15 @@ pub async fn up<E: Engine>(
             engine.remove_container(&extra.id).await?;
         }
         let current = found.pop();
-        let up_to_date = current
-            .as_ref()
-            .is_some_and(|c| c.config_hash() == spec.labels.get(LABEL_HASH).map(String::as_str));
+        // A container made from another directory is recreated, so that its label names
+        // this one (the caller has refused unless the user asked to take over); one
+        // without the label predates it and is adopted as it is.
+        let up_to_date = current.as_ref().is_some_and(|c| {
+            c.config_hash() == spec.labels.get(LABEL_HASH).map(String::as_str)
+                && c.labels
+                    .get(LABEL_DIR)
+                    .is_none_or(|d| same_dir(Path::new(d), &plan.dir))
+        });
         let id = match current {
             Some(c) if up_to_date => {
                 if c.running() {
@@ -742,8 +854,9 @@ pub async fn down<E: Engine>(
             Err(e) => return Err(e.into()),
         }
     }
+    // By id: Docker may hold two of one name, and then the name is ambiguous.
     for n in engine.list_networks(project).await? {
-        match engine.remove_network(&n.name).await {
+        match engine.remove_network(&n.id).await {
             Ok(()) => report.networks.push(n.name),
             Err(e) if e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),

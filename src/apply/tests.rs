@@ -243,3 +243,164 @@ networks = ["back"]
         ]
     );
 }
+
+const ONE: &str = r#"
+[project]
+name = "demo"
+
+[services.db]
+image = "localhost/base:latest"
+"#;
+
+fn docker_like() -> Fake {
+    let mut e = fake();
+    e.duplicate_network_names = true;
+    e
+}
+
+// Two `up`s racing on Docker 20.10 each made the project's network; from then on the
+// name was ambiguous and every `up`, `down` and `reset` failed.
+#[test]
+fn duplicate_networks_devbox_made_are_reduced_to_the_oldest() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), ONE);
+    let e = docker_like();
+    let labels = plan.network("default").unwrap().labels.clone();
+    let first = e.add_network("demo", &labels);
+    e.add_network("demo", &labels);
+    let r = rt()
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.created, vec!["db"]);
+    assert_eq!(
+        e.calls(),
+        [
+            "remove_network demo",
+            "create_container demo-db",
+            "start_container demo-db"
+        ]
+    );
+    let left: Vec<String> = e.networks().into_iter().map(|n| n.id).collect();
+    assert_eq!(left, vec![first.clone()]);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("devbox had made network `demo` 2 times; kept net")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn down_removes_duplicate_networks_by_id() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), ONE);
+    let e = docker_like();
+    let rt = rt();
+    rt.block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    e.add_network("demo", &plan.network("default").unwrap().labels);
+    let r = rt
+        .block_on(down(
+            &e,
+            "demo",
+            &DownOptions::default(),
+            &Progress::quiet(),
+        ))
+        .unwrap();
+    assert_eq!(r.networks, vec!["demo", "demo"]);
+    assert!(e.networks().is_empty());
+}
+
+#[test]
+fn a_network_of_our_name_devbox_did_not_make_is_refused_and_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), ONE);
+    for e in [fake(), docker_like()] {
+        let id = e.add_network("demo", &BTreeMap::new());
+        let err = rt()
+            .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the network name `demo` is taken by a network devbox did not create: {}\nhint: remove it (`podman network rm {}`), or set another [project] name",
+                &id[..12],
+                &id[..12]
+            )
+        );
+        assert_eq!(e.calls(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn containers_of_another_checkout_are_refused_unless_taken_over() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    rt.block_on(up(
+        &e,
+        &plan_of(a.path(), ONE),
+        &UpOptions::default(),
+        &Progress::quiet(),
+    ))
+    .unwrap();
+    assert!(rt
+        .block_on(check_checkout(&e, "demo", a.path(), false))
+        .is_ok());
+    let err = rt
+        .block_on(check_checkout(&e, "demo", b.path(), false))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "project \"demo\" is in use from another directory, {}\nhint: run devbox there, or pass --take-over to manage it from {} instead",
+            a.path().display(),
+            b.path().display()
+        )
+    );
+    assert!(rt
+        .block_on(check_checkout(&e, "demo", b.path(), true))
+        .is_ok());
+    // Taking over recreates the container, so that it names its new directory.
+    e.clear_calls();
+    let plan_b = plan_of(b.path(), ONE);
+    let r = rt
+        .block_on(up(&e, &plan_b, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.recreated, vec!["db"]);
+    let c = &rt.block_on(e.list_containers("demo")).unwrap()[0];
+    assert_eq!(
+        c.labels[crate::plan::LABEL_DIR],
+        b.path().display().to_string()
+    );
+    assert!(rt
+        .block_on(check_checkout(&e, "demo", a.path(), false))
+        .is_err());
+}
+
+// Containers made before devbox recorded the directory have no label: adopted, not
+// refused, and not recreated for it.
+#[test]
+fn a_container_without_the_directory_label_is_adopted() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), ONE);
+    let e = fake();
+    let rt = rt();
+    let info = rt.block_on(e.info()).unwrap();
+    let mut spec = desired(&plan, plan.service("db").unwrap(), &info, &BTreeMap::new()).unwrap();
+    spec.labels.remove(crate::plan::LABEL_DIR);
+    rt.block_on(e.create_network(&network_spec(plan.network("default").unwrap())))
+        .unwrap();
+    let id = rt.block_on(e.create_container(&spec)).unwrap();
+    rt.block_on(e.start_container(&id)).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert!(rt
+        .block_on(check_checkout(&e, "demo", elsewhere.path(), false))
+        .is_ok());
+    let r = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.unchanged, vec!["db"]);
+}

@@ -23,6 +23,10 @@ pub struct Args {
     /// Seconds to wait for each container to stop before killing it.
     #[arg(short, long, default_value_t = 10)]
     pub timeout: u32,
+    /// Act on the project even when its containers were made from another directory
+    /// with the same [project] name (another checkout).
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
@@ -34,6 +38,12 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let _lock = super::lock_project(&project, &loaded.config.dir, true)?;
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
+    rt.block_on(apply::check_checkout(
+        &conn.engine,
+        &project,
+        &loaded.config.dir,
+        a.take_over,
+    ))?;
     let mut volumes = false;
     if a.volumes {
         let list = rt.block_on(conn.engine.list_volumes(&project))?;

@@ -17,6 +17,10 @@ pub struct Args {
     /// Also remove the images devbox built for this project.
     #[arg(long)]
     pub images: bool,
+    /// Act on the project even when its containers were made from another directory
+    /// with the same [project] name (another checkout).
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
@@ -31,7 +35,8 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let rt = super::engine::runtime()?;
     let (containers, networks, volumes, images) = rt.block_on(async {
         let e = &conn.engine;
-        Ok::<_, crate::engine::EngineError>((
+        apply::check_checkout(e, &plan.project, &plan.dir, a.take_over).await?;
+        Ok::<_, apply::ApplyError>((
             e.list_containers(&plan.project).await?,
             e.list_networks(&plan.project).await?,
             e.list_volumes(&plan.project).await?,

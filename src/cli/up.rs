@@ -29,6 +29,10 @@ pub struct Args {
     /// Start even with critical audit findings (privileged, engine socket mounted, …).
     #[arg(long)]
     pub allow_insecure: bool,
+    /// Act on the project even when its containers were made from another directory
+    /// with the same [project] name (another checkout); this directory becomes its own.
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
@@ -44,7 +48,10 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         remove_orphans: a.remove_orphans,
         timeout: a.timeout,
     };
-    let report = super::engine::runtime()?.block_on(apply::up(&conn.engine, &plan, &opts, &ui))?;
+    let report = super::engine::runtime()?.block_on(async {
+        apply::check_checkout(&conn.engine, &plan.project, &plan.dir, a.take_over).await?;
+        apply::up(&conn.engine, &plan, &opts, &ui).await
+    })?;
     for n in &report.notes {
         eprintln!("note: {n}");
     }

@@ -111,6 +111,31 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
+fn network_info(n: bollard::models::Network) -> ResourceInfo {
+    ResourceInfo {
+        id: n.id.unwrap_or_default(),
+        name: n.name.unwrap_or_default(),
+        labels: n.labels.unwrap_or_default().into_iter().collect(),
+        created: n
+            .created
+            .map(|d| nine_digit_fraction(&d.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+/// Docker writes RFC 3339 with as many fraction digits as needed (`…08.5659Z`); with nine
+/// each, timestamps of one daemon sort as text.
+fn nine_digit_fraction(ts: &str) -> String {
+    let Some(t) = ts.find('T') else {
+        return ts.to_owned();
+    };
+    let rest = &ts[t..];
+    let end = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(end);
+    let (whole, frac) = time.split_once('.').unwrap_or((time, ""));
+    format!("{}{whole}.{frac:0<9}{zone}", &ts[..t])
+}
+
 /// The Docker create body for a container (without networks beyond the first).
 pub fn create_body(s: &ContainerSpec) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
@@ -433,12 +458,24 @@ impl Engine for Docker {
             .list_networks(Some(opts))
             .await
             .map_err(|e| self.err(e))?;
+        Ok(nets.into_iter().map(network_info).collect())
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>> {
+        // The engine's name filter matches parts of names too.
+        let opts = ListNetworksOptions {
+            filters: Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])])),
+        };
+        let nets = self
+            .client()
+            .await?
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(nets
             .into_iter()
-            .map(|n| ResourceInfo {
-                name: n.name.unwrap_or_default(),
-                labels: n.labels.unwrap_or_default().into_iter().collect(),
-            })
+            .map(network_info)
+            .filter(|n| n.name == name)
             .collect())
     }
 
@@ -457,10 +494,10 @@ impl Engine for Docker {
             .map_err(|e| self.err(e))
     }
 
-    async fn remove_network(&self, name: &str) -> Result<()> {
+    async fn remove_network(&self, id: &str) -> Result<()> {
         self.client()
             .await?
-            .remove_network(name)
+            .remove_network(id)
             .await
             .map_err(|e| self.err(e))
     }
@@ -480,8 +517,10 @@ impl Engine for Docker {
             .unwrap_or_default()
             .into_iter()
             .map(|v| ResourceInfo {
+                id: v.name.clone(),
                 name: v.name,
                 labels: v.labels.into_iter().collect(),
+                created: String::new(),
             })
             .collect())
     }
@@ -683,5 +722,23 @@ impl Engine for Docker {
         let info = c.inspect_exec(&exec).await.map_err(|e| self.err(e))?;
         out.exit_code = info.exit_code.unwrap_or(-1);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn network_timestamps_sort_as_text() {
+        use super::nine_digit_fraction as n;
+        assert_eq!(
+            n("2026-12-01T17:02:08.5659Z"),
+            "2026-12-01T17:02:08.565900000Z"
+        );
+        assert_eq!(n("2026-12-01T17:02:08Z"), "2026-12-01T17:02:08.000000000Z");
+        assert!(n("2026-12-01T17:02:08.5659Z") < n("2026-12-01T17:02:08.56598Z"));
+        assert_eq!(
+            n("2026-12-01T17:02:08.5-01:00"),
+            "2026-12-01T17:02:08.500000000-01:00"
+        );
     }
 }

@@ -14,7 +14,8 @@ use crate::plan::LABEL_PROJECT;
 #[derive(Default)]
 struct State {
     images: Vec<String>,
-    networks: BTreeMap<String, ResourceInfo>,
+    /// In creation order; several may share a name when `duplicate_network_names`.
+    networks: Vec<ResourceInfo>,
     volumes: BTreeMap<String, ResourceInfo>,
     containers: BTreeMap<String, ContainerInfo>,
     next_id: u32,
@@ -26,6 +27,8 @@ pub struct Fake {
     state: Mutex<State>,
     /// Health every started container reports (None: no healthcheck status).
     pub health: Option<String>,
+    /// Accept a second network of a taken name, as Docker 20.10 does.
+    pub duplicate_network_names: bool,
 }
 
 impl Fake {
@@ -48,6 +51,26 @@ impl Fake {
 
     pub fn clear_calls(&self) {
         self.state.lock().unwrap().calls.clear();
+    }
+
+    /// A network made behind devbox's back (another tool, or a racing `up`); returns its id.
+    pub fn add_network(&self, name: &str, labels: &BTreeMap<String, String>) -> String {
+        let mut s = self.state.lock().unwrap();
+        s.next_id += 1;
+        let id = format!("net{:061x}", s.next_id);
+        let created = format!("{:08}", s.next_id);
+        s.networks.push(ResourceInfo {
+            id: id.clone(),
+            name: name.to_owned(),
+            labels: labels.clone(),
+            created,
+        });
+        id
+    }
+
+    /// Every network, in creation order.
+    pub fn networks(&self) -> Vec<ResourceInfo> {
+        self.state.lock().unwrap().networks.clone()
     }
 
     pub fn add_image(&self, reference: &str) {
@@ -82,8 +105,10 @@ fn add(
     resources.insert(
         name.to_owned(),
         ResourceInfo {
+            id: name.to_owned(),
             name: name.to_owned(),
             labels: labels.clone(),
+            created: String::new(),
         },
     );
     calls.push(format!("{call} {name}"));
@@ -169,26 +194,68 @@ impl Engine for Fake {
     }
 
     async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
-        Ok(list(&self.state.lock().unwrap().networks, project))
+        let s = self.state.lock().unwrap();
+        Ok(s.networks
+            .iter()
+            .filter(|n| of_project(&n.labels, project))
+            .cloned()
+            .collect())
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.networks
+            .iter()
+            .filter(|n| n.name == name)
+            .cloned()
+            .collect())
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
-        let mut s = self.state.lock().unwrap();
-        let s = &mut *s;
-        add(
-            &mut s.networks,
-            &mut s.calls,
-            "create_network",
-            &spec.name,
-            &spec.labels,
-        );
+        if !self.duplicate_network_names
+            && self
+                .state
+                .lock()
+                .unwrap()
+                .networks
+                .iter()
+                .any(|n| n.name == spec.name)
+        {
+            return Err(EngineError {
+                engine: Kind::Podman,
+                socket: "fake".into(),
+                kind: ErrorKind::Conflict,
+                message: format!("network name {} already used", spec.name),
+            });
+        }
+        self.add_network(&spec.name, &spec.labels);
+        self.record(format!("create_network {}", spec.name));
         Ok(())
     }
 
-    async fn remove_network(&self, name: &str) -> Result<()> {
+    /// By id, or by name when only one network has it (else "ambiguous", as Docker says).
+    async fn remove_network(&self, id: &str) -> Result<()> {
         let mut s = self.state.lock().unwrap();
-        let s = &mut *s;
-        drop_one(&mut s.networks, &mut s.calls, "network", name)
+        let hits: Vec<usize> = (0..s.networks.len())
+            .filter(|i| s.networks[*i].id == id || s.networks[*i].name == id)
+            .collect();
+        match hits[..] {
+            [] => Err(Self::not_found("network")),
+            [i] => {
+                let n = s.networks.remove(i);
+                s.calls.push(format!("remove_network {}", n.name));
+                Ok(())
+            }
+            _ => Err(EngineError {
+                engine: Kind::Podman,
+                socket: "fake".into(),
+                kind: ErrorKind::Other,
+                message: format!(
+                    "network {id} is ambiguous ({} matches found based on name)",
+                    hits.len()
+                ),
+            }),
+        }
     }
 
     async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {

@@ -135,8 +135,13 @@ impl fmt::Display for PublishedPort {
 /// A network or volume as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ResourceInfo {
+    /// The engine's id: names are unique for volumes (the id is the name) but not for
+    /// networks on Docker, which accepts two networks of one name.
+    pub id: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// When the engine made it (RFC 3339, sorts as text); empty when not reported.
+    pub created: String,
 }
 
 /// A network devbox wants.
@@ -217,8 +222,11 @@ pub trait Engine {
     ) -> Result<()>;
 
     async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>>;
+    /// Every network called exactly `name`, whoever made it (Docker may hold several).
+    async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>>;
     async fn create_network(&self, spec: &NetworkSpec) -> Result<()>;
-    async fn remove_network(&self, name: &str) -> Result<()>;
+    /// Removes a network by id (or by name, when the name is unique).
+    async fn remove_network(&self, id: &str) -> Result<()>;
 
     async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>>;
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
@@ -302,11 +310,14 @@ impl Engine for AnyEngine {
             .filter(|n| named_by_devbox(project, &n.name, '_'))
             .collect())
     }
+    async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>> {
+        each!(self, e => e.networks_named(name).await)
+    }
     async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
         each!(self, e => e.create_network(spec).await)
     }
-    async fn remove_network(&self, name: &str) -> Result<()> {
-        each!(self, e => e.remove_network(name).await)
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        each!(self, e => e.remove_network(id).await)
     }
     async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
         let all = each!(self, e => e.list_volumes(project).await)?;

@@ -109,6 +109,18 @@ impl Podman {
     }
 }
 
+fn network_info(n: podman_api::models::Network) -> ResourceInfo {
+    ResourceInfo {
+        id: n.id.unwrap_or_default(),
+        name: n.name.unwrap_or_default(),
+        labels: map(&n.labels),
+        created: n
+            .created
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
+            .unwrap_or_default(),
+    }
+}
+
 fn label_filter(project: &str) -> (String, String) {
     (LABEL_PROJECT.to_owned(), project.to_owned())
 }
@@ -503,12 +515,24 @@ impl Engine for Podman {
             .list(&opts)
             .await
             .map_err(|e| self.err(e))?;
+        Ok(nets.into_iter().map(network_info).collect())
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>> {
+        // The engine's name filter matches parts of names too.
+        let opts = NetworkListOpts::builder()
+            .filter([NetworkListFilter::Name(name.to_owned())])
+            .build();
+        let nets = self
+            .api
+            .networks()
+            .list(&opts)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(nets
             .into_iter()
-            .map(|n| ResourceInfo {
-                name: n.name.unwrap_or_default(),
-                labels: map(&n.labels),
-            })
+            .map(network_info)
+            .filter(|n| n.name == name)
             .collect())
     }
 
@@ -527,10 +551,10 @@ impl Engine for Podman {
             .map_err(|e| self.err(e))
     }
 
-    async fn remove_network(&self, name: &str) -> Result<()> {
+    async fn remove_network(&self, id: &str) -> Result<()> {
         self.api
             .networks()
-            .get(name)
+            .get(id)
             .remove()
             .await
             .map(|_| ())
@@ -551,8 +575,10 @@ impl Engine for Podman {
         Ok(vols
             .into_iter()
             .map(|v| ResourceInfo {
+                id: v.name.clone(),
                 name: v.name,
                 labels: v.labels.into_iter().collect(),
+                created: String::new(),
             })
             .collect())
     }

@@ -16,6 +16,9 @@ pub const LABEL_PROJECT: &str = "devbox.project";
 pub const LABEL_SERVICE: &str = "devbox.service";
 pub const LABEL_HASH: &str = "devbox.config-hash";
 pub const LABEL_KIND: &str = "devbox.kind";
+/// The project directory a container was made from. Set by apply on the engine's
+/// containers only (not in rendered files), and left out of the config hash.
+pub const LABEL_DIR: &str = "devbox.project-dir";
 
 /// The network every service joins unless it names its own.
 pub const DEFAULT_NETWORK: &str = "default";

@@ -19,18 +19,18 @@ use std::time::Duration;
 use crate::util::{reference_dir, required, Output, BIN};
 
 /// Which engine, and how devbox is run for it.
-struct Engine {
-    name: &'static str,
-    env: Vec<(&'static str, String)>,
+pub(crate) struct Engine {
+    pub(crate) name: &'static str,
+    pub(crate) env: Vec<(&'static str, String)>,
     /// Run devbox as this user (rootless Podman).
-    user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 /// `name`'s engine from its `DEVBOX_TEST_*` variables or, when they are unset, where devbox
 /// itself finds it (the engine's default socket, when it answers). Without one the test is
 /// skipped, or fails with `DEVBOX_REQUIRE_ENGINES=1`. Never `None`; an `Option` for the
 /// callers' `let … else`.
-fn engine(name: &'static str) -> Option<Engine> {
+pub(crate) fn engine(name: &'static str) -> Option<Engine> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let answers = |sock: &str| std::os::unix::net::UnixStream::connect(sock).is_ok();
     let found = |k: &str, default: String| var(k).or_else(|| answers(&default).then_some(default));
@@ -141,7 +141,7 @@ fn reference_copy(e: &Engine) -> RefProject {
     RefProject { _dir: dir, path }
 }
 
-fn devbox_cmd(e: &Engine, dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn devbox_cmd(e: &Engine, dir: &Path, args: &[&str]) -> Command {
     let mut cmd = match &e.user {
         Some(user) => {
             let mut c = Command::new("runuser");
@@ -190,7 +190,7 @@ fn shell_line(e: &Engine, args: &[&str]) -> String {
     words.join(" ")
 }
 
-fn devbox(e: &Engine, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn devbox(e: &Engine, dir: &Path, args: &[&str]) -> Output {
     let out = devbox_cmd(e, dir, args).output().expect("devbox runs");
     Output {
         code: out.status.code().unwrap_or(-1),
@@ -199,7 +199,7 @@ fn devbox(e: &Engine, dir: &Path, args: &[&str]) -> Output {
     }
 }
 
-fn ok(e: &Engine, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn ok(e: &Engine, dir: &Path, args: &[&str]) -> Output {
     let o = devbox(e, dir, args);
     assert_eq!(
         o.code,
@@ -252,7 +252,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
 }
 
 /// Service → container id, from `status --json`; panics on orphans or duplicates.
-fn containers(e: &Engine, dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn containers(e: &Engine, dir: &Path) -> BTreeMap<String, String> {
     let o = ok(e, dir, &["status", "--json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&o.stdout).unwrap();
     let mut ids = BTreeMap::new();
@@ -732,7 +732,7 @@ fn doctor_reports_the_machine_as_it_is() {
 }
 
 /// The engine's own CLI, as devbox's user, on the same socket.
-fn engine_cli(e: &Engine, args: &[&str]) -> std::process::Output {
+pub(crate) fn engine_cli(e: &Engine, args: &[&str]) -> std::process::Output {
     let (program, flag, socket) = if e.name == "docker" {
         (
             "docker",

@@ -13,6 +13,7 @@ mod util;
 
 mod audit;
 mod cgroup_v2;
+mod checkouts;
 mod config;
 mod data_races;
 mod docs;
@@ -20,6 +21,7 @@ mod engine;
 mod errors;
 mod examples;
 mod import;
+mod networks;
 mod oci;
 mod pipes;
 mod render;
