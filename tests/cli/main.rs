@@ -10,6 +10,7 @@ mod cgroup_v2;
 mod config;
 mod docs;
 mod engine;
+mod engine_deadline;
 mod errors;
 mod examples;
 mod import;
