@@ -277,6 +277,18 @@ fn a_bad_engine_timeout_is_refused() {
         o.stderr,
         "error: invalid value '0s' for '--engine-timeout <DURATION>': must be more than 0\nhint: a duration like 30s or 2m, from --engine-timeout or DEVBOX_ENGINE_TIMEOUT\n\nFor more information, try '--help'.\n"
     );
+    // The flag wins over the variable.
+    let (o, _) = Running::start(devbox(
+        p.path(),
+        &[("DEVBOX_ENGINE_TIMEOUT", "5s".into())],
+        &["--engine-timeout", "soon", "status"],
+    ))
+    .finish(Duration::from_secs(10));
+    assert_eq!(o.code, 2);
+    assert_eq!(
+        o.stderr,
+        "error: invalid value 'soon' for '--engine-timeout <DURATION>': expected number at 0\nhint: a duration like 30s or 2m, from --engine-timeout or DEVBOX_ENGINE_TIMEOUT\n\nFor more information, try '--help'.\n"
+    );
 }
 
 #[test]
@@ -465,19 +477,14 @@ fn frozen_proxy_mid_up(kind: &str) {
         &["--engine", kind, "down", "--timeout", "1"],
     );
     let px = proxy(&socket, Some(("/start", 2)));
-    let via = [(host_var(kind), format!("unix://{}", px.socket.display()))];
+    let via = [
+        (host_var(kind), format!("unix://{}", px.socket.display())),
+        ("DEVBOX_ENGINE_TIMEOUT", "3s".to_owned()),
+    ];
     let (o, took) = Running::start(devbox(
         p.path(),
         &via,
-        &[
-            "--engine",
-            kind,
-            "--engine-timeout",
-            "3s",
-            "up",
-            "--timeout",
-            "30s",
-        ],
+        &["--engine", kind, "up", "--timeout", "30s"],
     ))
     .finish(Duration::from_secs(60));
     assert!(
@@ -551,9 +558,11 @@ fn logs_liveness(kind: &str) {
 
     // The engine freezes under a followed stream.
     let px = proxy(&socket, None);
-    let via = [(host_var(kind), format!("unix://{}", px.socket.display()))];
-    let follow = ["--engine", kind, "--engine-timeout", "2s", "logs", "-f"];
-    let r = Running::start(devbox(p.path(), &via, &follow));
+    let via = [
+        (host_var(kind), format!("unix://{}", px.socket.display())),
+        ("DEVBOX_ENGINE_TIMEOUT", "2s".to_owned()),
+    ];
+    let r = Running::start(devbox(p.path(), &via, &["--engine", kind, "logs", "-f"]));
     let start = Instant::now();
     while !r.stdout().contains("hello") && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
@@ -575,13 +584,12 @@ fn logs_liveness(kind: &str) {
 
     // A one-shot read the engine never answers.
     let px = proxy(&socket, Some(("/logs", 1)));
-    let via = [(host_var(kind), format!("unix://{}", px.socket.display()))];
-    let (o, took) = Running::start(devbox(
-        p.path(),
-        &via,
-        &["--engine", kind, "--engine-timeout", "2s", "logs"],
-    ))
-    .finish(Duration::from_secs(30));
+    let via = [
+        (host_var(kind), format!("unix://{}", px.socket.display())),
+        ("DEVBOX_ENGINE_TIMEOUT", "2s".to_owned()),
+    ];
+    let (o, took) = Running::start(devbox(p.path(), &via, &["--engine", kind, "logs"]))
+        .finish(Duration::from_secs(30));
     assert_eq!(o.code, 1, "{o:?}");
     assert_eq!(
         o.stderr,
