@@ -617,3 +617,95 @@ fn logs_follow_and_read_end_when_the_engine_freezes_podman() {
 fn logs_follow_and_read_end_when_the_engine_freezes_docker() {
     logs_liveness("docker");
 }
+
+/// Builds: a `RUN` step quiet for longer than the limit finishes, because the engine
+/// answers the pings; a build whose engine freezes under it ends within twice the limit.
+fn build_liveness(kind: &str) {
+    let Some((socket, image)) = real(kind) else {
+        return;
+    };
+    let project = format!("dlbuild-{kind}");
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let p = Project::new();
+    p.write(
+        "sandbox.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n\n[images.app]\ncontainerfile = \"Containerfile\"\ncontext = \".\"\n\n[services.app]\nimage = \"app\"\ncommand = [\"sleep\", \"600\"]\n"
+        ),
+    );
+    let direct = [
+        (host_var(kind), format!("unix://{}", socket.display())),
+        ("DEVBOX_ENGINE_TIMEOUT", "2s".to_owned()),
+    ];
+    // What earlier runs built.
+    run(
+        p.path(),
+        &direct,
+        &["--engine", kind, "reset", "--yes", "--images"],
+    );
+
+    // Quiet for 5s under a 2s limit: two pings, both answered.
+    p.write(
+        "Containerfile",
+        &format!("FROM {image}\nRUN echo quiet-{nonce} && sleep 5\n"),
+    );
+    let o = run(p.path(), &direct, &["--engine", kind, "up"]);
+    assert_eq!(o.code, 0, "{o:?}");
+
+    let px = proxy(&socket, None);
+    let via = [
+        (host_var(kind), format!("unix://{}", px.socket.display())),
+        ("DEVBOX_ENGINE_TIMEOUT", "2s".to_owned()),
+    ];
+    p.write(
+        "Containerfile",
+        &format!("FROM {image}\nRUN echo frozen-{nonce} && sleep 8\n"),
+    );
+    let r = Running::start(devbox(p.path(), &via, &["--engine", kind, "up", "-v"]));
+    let start = Instant::now();
+    while !r
+        .stderr
+        .lock()
+        .unwrap()
+        .contains(&format!("frozen-{nonce}"))
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    px.frozen.store(true, Ordering::SeqCst);
+    let frozen_at = Instant::now();
+    let (o, _) = r.finish(Duration::from_secs(30));
+    let took = frozen_at.elapsed();
+    assert_eq!(o.code, 1, "{o:?}");
+    let error = format!(
+        "\nerror: {kind} at {}: did not answer a ping within 2s while building localhost/devbox-{project}-app:",
+        px.socket.display()
+    );
+    assert!(o.stderr.contains(&error), "{o:?}");
+    assert!(o.stderr.ends_with(HINT), "{o:?}");
+    assert!(took < Duration::from_secs(4) + SLACK, "took {took:?}");
+
+    let o = run(
+        p.path(),
+        &direct,
+        &["--engine", kind, "reset", "--yes", "--images"],
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+}
+
+#[test]
+fn a_quiet_build_finishes_and_a_frozen_one_ends_podman() {
+    build_liveness("podman");
+}
+
+#[test]
+fn a_quiet_build_finishes_and_a_frozen_one_ends_docker() {
+    build_liveness("docker");
+}
