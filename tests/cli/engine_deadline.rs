@@ -529,10 +529,11 @@ fn up_through_a_proxy_that_freezes_fails_and_down_cleans_up_docker() {
     frozen_proxy_mid_up("docker");
 }
 
-/// Logs: a followed stream of a quiet service keeps going while the engine answers; a
-/// followed stream ends once the engine (here the proxy) stops answering; a one-shot
-/// read whose answer never comes ends after the deadline.
-fn logs_liveness(kind: &str) {
+/// Logs and exec: a followed stream of a quiet service keeps going while the engine
+/// answers; a followed stream ends once the engine (here the proxy) stops answering; a
+/// one-shot read whose answer never comes ends after the deadline; a quiet exec
+/// finishes, one whose start is never answered ends.
+fn logs_and_exec_liveness(kind: &str) {
     let Some((socket, image)) = real(kind) else {
         return;
     };
@@ -600,6 +601,42 @@ fn logs_liveness(kind: &str) {
     );
     assert!(took < Duration::from_secs(2) + SLACK, "took {took:?}");
 
+    // An exec quiet for three times the limit finishes; one the engine never starts ends.
+    let exec = [
+        "--engine",
+        kind,
+        "--engine-timeout",
+        "1s",
+        "exec",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        "sleep 3; echo done",
+    ];
+    let o = run(p.path(), &direct, &exec);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "done\n"), "{o:?}");
+    let px = proxy(&socket, Some(("/exec/", 1)));
+    let via = [
+        (host_var(kind), format!("unix://{}", px.socket.display())),
+        ("DEVBOX_ENGINE_TIMEOUT", "2s".to_owned()),
+    ];
+    let (o, took) = Running::start(devbox(
+        p.path(),
+        &via,
+        &["--engine", kind, "exec", "a", "--", "sleep", "5"],
+    ))
+    .finish(Duration::from_secs(30));
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(
+        o.stderr,
+        format!(
+            "error: {kind} at {}: did not answer a ping within 2s while running `sleep 5` in container {project}-a\n{HINT}",
+            px.socket.display()
+        )
+    );
+    assert!(took < Duration::from_secs(4) + SLACK, "took {took:?}");
+
     let o = run(
         p.path(),
         &direct,
@@ -609,13 +646,13 @@ fn logs_liveness(kind: &str) {
 }
 
 #[test]
-fn logs_follow_and_read_end_when_the_engine_freezes_podman() {
-    logs_liveness("podman");
+fn logs_and_exec_end_when_the_engine_freezes_podman() {
+    logs_and_exec_liveness("podman");
 }
 
 #[test]
-fn logs_follow_and_read_end_when_the_engine_freezes_docker() {
-    logs_liveness("docker");
+fn logs_and_exec_end_when_the_engine_freezes_docker() {
+    logs_and_exec_liveness("docker");
 }
 
 /// Builds: a `RUN` step quiet for longer than the limit finishes, because the engine
