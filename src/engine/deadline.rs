@@ -31,8 +31,9 @@ use super::{
     VolumeSpec,
 };
 
-/// How long `auto` waits for a candidate socket to answer before trying the next.
-const PROBE: Duration = Duration::from_secs(2);
+/// How long `auto` waits for a candidate socket to answer before trying the next: long
+/// enough for a socket-activated Podman to start, short beside a hang.
+const PROBE: Duration = Duration::from_secs(5);
 
 /// How long devbox waits for an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -216,13 +216,12 @@ fn first_answering(
     None
 }
 
-/// Where devbox may start `podman system service`: the first Podman socket path nothing
-/// listens on (never one something holds, however dead).
+/// `podman system service` on the first Podman socket path, when Podman is installed and
+/// nothing listens there (never on a socket something holds, however dead).
 fn start_podman(tried: &[(PathBuf, String)]) -> Result<Selection, EngineError> {
-    if podman_installed() {
-        if let Some((p, _)) = podman_candidates().into_iter().find(|(p, _)| !listening(p)) {
-            return Ok(Selection::StartPodman(p));
-        }
+    let first = podman_candidates().swap_remove(0).0;
+    if podman_installed() && !listening(&first) {
+        return Ok(Selection::StartPodman(first));
     }
     Err(not_found(Kind::Podman, tried))
 }

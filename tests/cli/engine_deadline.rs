@@ -310,6 +310,8 @@ fn auto_skips_sockets_that_do_not_answer_and_takes_the_next() {
             format!("unix://{}", dead_podman.display()),
         ),
         ("DOCKER_HOST", format!("unix://{}", dead_docker.display())),
+        // The probe is 5s, or the engine timeout when that is shorter.
+        ("DEVBOX_ENGINE_TIMEOUT", "2s".to_owned()),
     ];
     let (o, took) = Running::start(devbox(p.path(), &env, &["--engine", "auto", "status"]))
         .finish(Duration::from_secs(30));
