@@ -1,5 +1,6 @@
 //! What the engine-backed commands share: connecting to the engine the configuration and
-//! flags choose, and an async runtime to talk to it.
+//! flags choose, with the limits `--engine-timeout` sets on every call, and an async
+//! runtime to talk to it.
 
 use crate::config::Loaded;
 use crate::engine::{self, Deadlined, Endpoint, Limits};

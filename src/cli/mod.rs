@@ -310,5 +310,9 @@ mod tests {
             rewrite(&["devbox", "--engine", "podman", "logs", "--file", "x.toml", "-f"]),
             ["devbox", "--engine", "podman", "logs", "--file", "x.toml", "--follow"]
         );
+        assert_eq!(
+            rewrite(&["devbox", "--engine-timeout", "5s", "logs", "-f"]),
+            ["devbox", "--engine-timeout", "5s", "logs", "--follow"]
+        );
     }
 }
