@@ -187,7 +187,8 @@ async fn ping(socket: &Path) -> Result<(), String> {
 }
 
 /// The first candidate that answers within the probe deadline; each that does not is
-/// added to `tried`, and said on stderr when the user named it or it exists.
+/// added to `tried`, and said on stderr when the user named it or it accepts connections
+/// (a hung engine; a missing or refusing socket in a usual place is no news).
 fn first_answering(
     candidates: Vec<(Kind, PathBuf, String)>,
     limits: Limits,
@@ -203,7 +204,7 @@ fn first_answering(
                 })
             }
             Err(why) => {
-                if socket.exists() || reason.ends_with("_HOST") {
+                if reason.ends_with("_HOST") || listening(&socket) {
                     eprintln!(
                         "devbox: skipping {kind} at {} ({reason}): {why}",
                         socket.display()
