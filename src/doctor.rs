@@ -38,7 +38,10 @@ fn check(name: &str, status: Status, detail: String, fix: Option<&str>) -> Check
 }
 
 /// The engines: which sockets answer, with version and rootless or not.
-pub async fn engines(out: &mut Vec<Check>) -> Vec<(engine::Endpoint, EngineInfo)> {
+pub async fn engines(
+    out: &mut Vec<Check>,
+    limits: engine::Limits,
+) -> Vec<(engine::Endpoint, EngineInfo)> {
     let mut found = Vec::new();
     for (kind, socket, what) in engine::select::candidates() {
         let name = format!("engine: {what}");
@@ -78,7 +81,7 @@ pub async fn engines(out: &mut Vec<Check>) -> Vec<(engine::Endpoint, EngineInfo)
             socket: socket.clone(),
             reason: what.clone(),
         };
-        match engine::select::open(&ep).info().await {
+        match engine::select::open(&ep, limits).info().await {
             Ok(info) => {
                 out.push(check(
                     &name,
@@ -96,8 +99,12 @@ pub async fn engines(out: &mut Vec<Check>) -> Vec<(engine::Endpoint, EngineInfo)
             Err(e) => out.push(check(
                 &name,
                 Status::Fail,
-                e.message.clone(),
-                Some("check that the service runs and that you may use its socket"),
+                format!("{kind} at {}: {}", socket.display(), e.message.trim_end()),
+                Some(if e.kind == engine::ErrorKind::TimedOut {
+                    "it accepts connections but does not answer: restart the engine (or whatever serves the socket); --engine-timeout DURATION gives a slow engine longer"
+                } else {
+                    "check that the service runs and that you may use its socket"
+                }),
             )),
         }
     }

@@ -16,7 +16,8 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let rt = super::engine::runtime()?;
     let mut checks: Vec<Check> = Vec::new();
-    let found = rt.block_on(doctor::engines(&mut checks));
+    let limits = super::engine::limits();
+    let found = rt.block_on(doctor::engines(&mut checks, limits));
     doctor::machine(&mut checks);
     // With a project in reach, its ports too (on the engine devbox would use).
     let loaded = match super::load(g) {
@@ -27,11 +28,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let mut project = None;
     if let Some(loaded) = &loaded {
         let plan = crate::plan::plan(&loaded.config);
-        let running = match crate::engine::discover(loaded.config.project.engine) {
+        let running = match crate::engine::discover(loaded.config.project.engine, limits) {
             Ok(crate::engine::Selection::Ready(ep))
                 if found.iter().any(|(f, _)| f.socket == ep.socket) =>
             {
-                rt.block_on(crate::engine::select::open(&ep).list_containers(&plan.project))
+                rt.block_on(crate::engine::select::open(&ep, limits).list_containers(&plan.project))
                     .unwrap_or_default()
             }
             _ => Vec::new(),

@@ -1,14 +1,26 @@
 //! What the engine-backed commands share: connecting to the engine the configuration and
-//! flags choose, and an async runtime to talk to it.
+//! flags choose, with the limits `--engine-timeout` sets on every call, and an async
+//! runtime to talk to it.
 
 use crate::config::Loaded;
-use crate::engine::{self, AnyEngine, Endpoint};
+use crate::engine::{self, Deadlined, Endpoint, Limits};
 
 /// A connected engine; a `podman system service` devbox started lives as long as this.
 pub struct Connected {
-    pub engine: AnyEngine,
+    pub engine: Deadlined,
     pub endpoint: Endpoint,
     _guard: engine::ServiceGuard,
+}
+
+/// The engine limits of this run (`--engine-timeout`), set once before any command runs.
+static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+
+pub fn set_limits(limits: Limits) {
+    let _ = LIMITS.set(limits);
+}
+
+pub fn limits() -> Limits {
+    LIMITS.get().copied().unwrap_or_default()
 }
 
 pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
@@ -17,7 +29,7 @@ pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
             "engine `native` runs workers only (`devbox run`); services need podman or docker\nhint: set [project] engine = \"auto\" or pass --engine podman|docker"
         );
     }
-    let (engine, endpoint, guard) = engine::connect(loaded.config.project.engine)?;
+    let (engine, endpoint, guard) = engine::connect(loaded.config.project.engine, limits())?;
     Ok(Connected {
         engine,
         endpoint,

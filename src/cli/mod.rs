@@ -64,6 +64,28 @@ pub struct Global {
     /// Override the engine.
     #[arg(long, global = true, value_enum, value_name = "ENGINE")]
     pub engine: Option<EngineArg>,
+    /// How long the engine may take to answer one call in full, and a build, exec or
+    /// followed log may stay quiet before devbox checks the engine still answers.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = "DEVBOX_ENGINE_TIMEOUT",
+        default_value = "30s",
+        value_parser = engine_timeout
+    )]
+    pub engine_timeout: std::time::Duration,
+}
+
+const DURATION_HINT: &str =
+    "\nhint: a duration like 30s or 2m, from --engine-timeout or DEVBOX_ENGINE_TIMEOUT";
+
+fn engine_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than 0".to_owned() + DURATION_HINT),
+        Err(e) => Err(e.to_string() + DURATION_HINT),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -170,7 +192,9 @@ pub fn logs_follow_short(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsS
     // Skip global options (and the values of those that take one) to the subcommand.
     while i < args.len() {
         match args[i].to_str() {
-            Some("-f" | "--file" | "-p" | "--project-name" | "--engine") => i += 2,
+            Some("-f" | "--file" | "-p" | "--project-name" | "--engine" | "--engine-timeout") => {
+                i += 2
+            }
             Some(a) if a.starts_with('-') => i += 1,
             _ => break,
         }
@@ -193,6 +217,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.command.only_prints() {
         die_on_broken_pipe();
     }
+    engine::set_limits(crate::engine::Limits {
+        call: g.engine_timeout,
+    });
     match &cli.command {
         Command::Check(a) => check::run(g, a),
         Command::Audit(a) => audit::run(g, a),
@@ -331,6 +358,10 @@ mod tests {
         assert_eq!(
             rewrite(&["devbox", "--engine", "podman", "logs", "--file", "x.toml", "-f"]),
             ["devbox", "--engine", "podman", "logs", "--file", "x.toml", "--follow"]
+        );
+        assert_eq!(
+            rewrite(&["devbox", "--engine-timeout", "5s", "logs", "-f"]),
+            ["devbox", "--engine-timeout", "5s", "logs", "--follow"]
         );
     }
 }

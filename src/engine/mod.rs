@@ -5,6 +5,7 @@
 //! A backend translates the engine-neutral specs in this module into API calls and
 //! reports what exists. It never decides *what* to create: that is [`crate::apply`].
 
+pub mod deadline;
 pub mod docker;
 pub mod fake;
 pub mod podman;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use deadline::{Deadlined, Limits};
 pub use select::{connect, discover, listening, Endpoint, Kind, Selection, ServiceGuard};
 pub use spec::{container_spec, tcp_check, BuildSpec, ContainerSpec, HealthSpec, MountSpec};
 
@@ -35,6 +37,8 @@ pub enum ErrorKind {
     Conflict,
     /// The socket did not answer.
     Unreachable,
+    /// The engine did not answer in time (see [`deadline`]).
+    TimedOut,
     Other,
 }
 
@@ -47,7 +51,12 @@ impl fmt::Display for EngineError {
             self.socket.display(),
             self.message.trim_end()
         )?;
-        if matches!(self.kind, ErrorKind::Unreachable | ErrorKind::Other) {
+        if self.kind == ErrorKind::TimedOut {
+            write!(
+                f,
+                "\nhint: `devbox doctor` checks the engine and its socket; --engine-timeout DURATION (or DEVBOX_ENGINE_TIMEOUT) gives a slow engine longer"
+            )?;
+        } else if matches!(self.kind, ErrorKind::Unreachable | ErrorKind::Other) {
             write!(
                 f,
                 "\nhint: `devbox doctor` checks the engine and its socket"

@@ -1,14 +1,16 @@
 //! Which engine, on which socket: `--engine` / `DEVBOX_ENGINE` / `[project] engine` pick
 //! the kind (already merged by config loading); the socket comes from
-//! `CONTAINER_HOST` / `DOCKER_HOST`, then the usual places. When Podman is installed
-//! but nothing listens, devbox runs `podman system service` for the command's duration.
+//! `CONTAINER_HOST` / `DOCKER_HOST`, then the usual places, each probed with a short
+//! deadline so a socket that accepts and never answers is passed over. When Podman is
+//! installed but nothing listens, devbox runs `podman system service` for the command's
+//! duration.
 
 use std::fmt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{AnyEngine, EngineError, ErrorKind};
+use super::{AnyEngine, Deadlined, EngineError, ErrorKind, Limits};
 use crate::config::model::EngineChoice;
 use crate::process;
 
@@ -135,8 +137,99 @@ fn not_found(kind: Kind, tried: &[(PathBuf, String)]) -> EngineError {
     }
 }
 
-/// Finds the engine to use without starting anything.
-pub fn discover(choice: EngineChoice) -> Result<Selection, EngineError> {
+/// Whether an engine answers on the socket within `within`: an HTTP status line in reply
+/// to `GET /_ping` (Podman and Docker both serve it). `Err` says how it failed. Something
+/// that accepts and then says nothing is as good as nothing.
+pub fn answers(socket: &Path, within: Duration) -> Result<(), String> {
+    if !socket.exists() {
+        return Err("no socket".to_owned());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot probe: {e}"))?;
+    rt.block_on(async {
+        match tokio::time::timeout(within, ping(socket)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "did not answer within {}",
+                super::deadline::show(within)
+            )),
+        }
+    })
+}
+
+async fn ping(socket: &Path) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: devbox\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("cannot send: {e}"))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.contains(&b'\n') {
+        let n = s
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("cannot read: {e}"))?;
+        if n == 0 {
+            return Err("closed the connection without answering".to_owned());
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    if got.starts_with(b"HTTP/1.") {
+        Ok(())
+    } else {
+        Err("answered, but not in HTTP".to_owned())
+    }
+}
+
+/// The first candidate that answers within the probe deadline; each that does not is
+/// added to `tried`, and said on stderr when the user named it or it accepts connections
+/// (a hung engine; a missing or refusing socket in a usual place is no news).
+fn first_answering(
+    candidates: Vec<(Kind, PathBuf, String)>,
+    limits: Limits,
+    tried: &mut Vec<(PathBuf, String)>,
+) -> Option<Endpoint> {
+    for (kind, socket, reason) in candidates {
+        match answers(&socket, limits.probe()) {
+            Ok(()) => {
+                return Some(Endpoint {
+                    kind,
+                    socket,
+                    reason,
+                })
+            }
+            Err(why) => {
+                if reason.ends_with("_HOST") || listening(&socket) {
+                    eprintln!(
+                        "devbox: skipping {kind} at {} ({reason}): {why}",
+                        socket.display()
+                    );
+                }
+                tried.push((socket, format!("{reason}: {why}")));
+            }
+        }
+    }
+    None
+}
+
+/// `podman system service` on the first Podman socket path, when Podman is installed and
+/// nothing listens there (never on a socket something holds, however dead).
+fn start_podman(tried: &[(PathBuf, String)]) -> Result<Selection, EngineError> {
+    let first = podman_candidates().swap_remove(0).0;
+    if podman_installed() && !listening(&first) {
+        return Ok(Selection::StartPodman(first));
+    }
+    Err(not_found(Kind::Podman, tried))
+}
+
+/// Finds the engine to use without starting anything. `auto` (and `podman` without
+/// `CONTAINER_HOST`) take the first socket that answers within [`Limits::probe`].
+pub fn discover(choice: EngineChoice, limits: Limits) -> Result<Selection, EngineError> {
     let ready = |kind, (socket, reason): (PathBuf, String)| {
         Selection::Ready(Endpoint {
             kind,
@@ -144,6 +237,7 @@ pub fn discover(choice: EngineChoice) -> Result<Selection, EngineError> {
             reason,
         })
     };
+    let mut tried = Vec::new();
     match choice {
         EngineChoice::Podman => {
             let c = podman_candidates();
@@ -151,40 +245,24 @@ pub fn discover(choice: EngineChoice) -> Result<Selection, EngineError> {
             if std::env::var_os("CONTAINER_HOST").is_some() {
                 return Ok(ready(Kind::Podman, c[0].clone()));
             }
-            if let Some(hit) = c.iter().find(|(p, _)| listening(p)) {
-                return Ok(ready(Kind::Podman, hit.clone()));
+            let c = c.into_iter().map(|(p, r)| (Kind::Podman, p, r)).collect();
+            if let Some(ep) = first_answering(c, limits, &mut tried) {
+                return Ok(Selection::Ready(ep));
             }
-            if podman_installed() {
-                return Ok(Selection::StartPodman(c[0].0.clone()));
-            }
-            Err(not_found(Kind::Podman, &c))
+            start_podman(&tried)
         }
         EngineChoice::Docker => {
             let c = docker_candidates();
             Ok(ready(Kind::Docker, c[0].clone()))
         }
         EngineChoice::Auto | EngineChoice::Native => {
-            if let Ok(h) = std::env::var("CONTAINER_HOST") {
-                if let Some(p) = unix_path(&h) {
-                    return Ok(ready(Kind::Podman, (p, "CONTAINER_HOST".into())));
-                }
+            // CONTAINER_HOST and DOCKER_HOST first, then the usual places.
+            let mut order = candidates();
+            order.sort_by_key(|(_, _, reason)| !reason.ends_with("_HOST"));
+            if let Some(ep) = first_answering(order, limits, &mut tried) {
+                return Ok(Selection::Ready(ep));
             }
-            if let Ok(h) = std::env::var("DOCKER_HOST") {
-                if let Some(p) = unix_path(&h) {
-                    return Ok(ready(Kind::Docker, (p, "DOCKER_HOST".into())));
-                }
-            }
-            let mut tried = Vec::new();
-            for (kind, socket, reason) in candidates() {
-                if listening(&socket) {
-                    return Ok(ready(kind, (socket, reason)));
-                }
-                tried.push((socket, reason));
-            }
-            if podman_installed() {
-                return Ok(Selection::StartPodman(podman_candidates()[0].0.clone()));
-            }
-            Err(not_found(Kind::Podman, &tried))
+            start_podman(&tried)
         }
     }
 }
@@ -202,9 +280,12 @@ impl Drop for ServiceGuard {
 }
 
 /// Connects to the chosen engine, starting `podman system service` when needed.
-pub fn connect(choice: EngineChoice) -> Result<(AnyEngine, Endpoint, ServiceGuard), EngineError> {
-    match discover(choice)? {
-        Selection::Ready(ep) => Ok((open(&ep), ep, ServiceGuard(None))),
+pub fn connect(
+    choice: EngineChoice,
+    limits: Limits,
+) -> Result<(Deadlined, Endpoint, ServiceGuard), EngineError> {
+    match discover(choice, limits)? {
+        Selection::Ready(ep) => Ok((open(&ep, limits), ep, ServiceGuard(None))),
         Selection::StartPodman(socket) => {
             let socket = if socket
                 .parent()
@@ -253,14 +334,16 @@ pub fn connect(choice: EngineChoice) -> Result<(AnyEngine, Endpoint, ServiceGuar
                 socket,
                 reason: "started by devbox".into(),
             };
-            Ok((open(&ep), ep, guard))
+            Ok((open(&ep, limits), ep, guard))
         }
     }
 }
 
-pub fn open(ep: &Endpoint) -> AnyEngine {
-    match ep.kind {
+/// The engine on the endpoint, every call bounded by `limits`.
+pub fn open(ep: &Endpoint, limits: Limits) -> Deadlined {
+    let inner = match ep.kind {
         Kind::Podman => AnyEngine::Podman(Box::new(super::podman::Podman::new(&ep.socket))),
         Kind::Docker => AnyEngine::Docker(super::docker::Docker::new(&ep.socket)),
-    }
+    };
+    Deadlined::new(inner, &ep.socket, limits)
 }

@@ -18,6 +18,7 @@ mod config;
 mod data_races;
 mod docs;
 mod engine;
+mod engine_deadline;
 mod errors;
 mod examples;
 mod import;
