@@ -203,7 +203,8 @@ fn every_command_gives_up_on(fault: Fault) {
     let mut runs = Vec::new();
     for kind in ["podman", "docker"] {
         for cmd in ["status", "up", "down", "logs", "doctor"] {
-            // Each in its own project directory: `up` and `down` take a project lock.
+            // Each with its own state directory: `up` and `down` take the project's lock,
+            // which is keyed by the project's name, and these all run at once.
             let p = Project::new();
             p.write("sandbox.toml", SIMPLE);
             let mut args = vec!["--engine", kind, cmd];
@@ -213,6 +214,10 @@ fn every_command_gives_up_on(fault: Fault) {
             let env = [
                 (host_var(kind), format!("unix://{sock}")),
                 ("DEVBOX_ENGINE_TIMEOUT", "1s".to_owned()),
+                (
+                    "XDG_STATE_HOME",
+                    p.path().join("state").display().to_string(),
+                ),
             ];
             let run = Running::start(devbox(p.path(), &env, &args));
             runs.push((kind, cmd, p, run));
@@ -234,11 +239,8 @@ fn every_command_gives_up_on(fault: Fault) {
             assert!(o.stdout.contains(&line), "{what}: {o:?}");
             continue;
         }
-        let doing = if cmd == "up" {
-            "asking for its version".to_owned()
-        } else {
-            "listing the containers of project dl".to_owned()
-        };
+        // `up` too looks at the project's containers first (which checkout made them).
+        let doing = "listing the containers of project dl";
         assert_eq!(
             o.stderr,
             format!("error: {kind} at {sock}: did not answer within 1s while {doing}\n{HINT}"),
