@@ -64,6 +64,12 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     rt.block_on(async {
         let containers = conn.engine.list_containers(&plan.project).await?;
+        if containers.is_empty() && !plan.services.is_empty() {
+            anyhow::bail!(
+                "project {} has no containers, so there are no logs (`devbox down` removes containers and their logs)\nhint: `devbox up` starts it",
+                plan.project
+            );
+        }
         let chosen: Vec<_> = containers
             .iter()
             .filter(|c| {

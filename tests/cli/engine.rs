@@ -1323,6 +1323,14 @@ fn probe_with_nothing_up_flow(name: &'static str) {
         "[{name}]"
     );
     assert_eq!(o.stdout, "", "[{name}]");
+    // `logs` printed nothing at all and exited 0.
+    let o = devbox(&e, dir, &["logs"]);
+    assert_eq!(o.code, 1, "[{name}] {}", o.stderr);
+    assert_eq!(
+        o.stderr,
+        format!("error: project unstarted-{name} has no containers, so there are no logs (`devbox down` removes containers and their logs)\nhint: `devbox up` starts it\n"),
+        "[{name}]"
+    );
 }
 
 #[test]
