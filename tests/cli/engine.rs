@@ -1128,6 +1128,26 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Compiles [`ECHO_SERVER_C`] into `dir/echo-server`, static, for images that hold
+/// nothing else.
+fn build_echo_server(dir: &Path) {
+    let cc = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("echo-server"))
+        .args(["-x", "c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(ECHO_SERVER_C.as_bytes())?;
+            c.wait()
+        })
+        .expect("gcc (CI installs it)");
+    assert!(cc.success());
+}
+
 /// Copies the host's perl (binary, shared libraries, perl-base modules) under `root`, the
 /// way a Debian-based image carries it.
 fn copy_host_perl(root: &Path) {
@@ -1164,22 +1184,7 @@ fn uds_in_service_flow(name: &'static str) {
     let Some(e) = engine(name) else { return };
     let project = reference_copy(&e);
     let dir = project.path.as_path();
-    let cc = std::process::Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(dir.join("echo-server"))
-        .args(["-x", "c", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(ECHO_SERVER_C.as_bytes())?;
-            c.wait()
-        })
-        .expect("gcc (CI installs it)");
-    assert!(cc.success());
+    build_echo_server(dir);
     copy_host_perl(&dir.join("rootfs"));
     std::fs::write(
         dir.join("Containerfile.server"),
@@ -1355,22 +1360,7 @@ fn uds_in_a_scratch_service_flow(name: &'static str) {
     let Some(e) = engine(name) else { return };
     let project = reference_copy(&e);
     let dir = project.path.as_path();
-    let cc = std::process::Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(dir.join("echo-server"))
-        .args(["-x", "c", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(ECHO_SERVER_C.as_bytes())?;
-            c.wait()
-        })
-        .expect("gcc (CI installs it)");
-    assert!(cc.success());
+    build_echo_server(dir);
     std::fs::write(
         dir.join("Containerfile.server"),
         "FROM scratch\nCOPY echo-server /echo-server\n",
