@@ -23,6 +23,8 @@ use crate::util::{test_var, Output, Project};
 
 const PODMAN_HINT: &str =
     "export DEVBOX_TEST_PODMAN_SOCKET=/run/podman/podman.sock (rootful Podman's API socket)";
+const DOCKER_HINT: &str =
+    "export DEVBOX_TEST_DOCKER_SOCKET=/var/run/docker.sock (scripts/setup-engines prints it)";
 
 /// Runs per test. A check and the action it guards are microseconds apart and the
 /// swapper flips about every 10 µs, so before the data tree worked on descriptors a run
@@ -178,9 +180,19 @@ impl Canary {
 
 /// `devbox ARGS` on rootful Podman.
 fn podman(p: &Project, socket: &str, args: &[&str]) -> Output {
+    on("podman", p, socket, args)
+}
+
+/// `devbox ARGS` on `engine` (`podman`, rootful, or `docker`) at `socket`.
+fn on(engine: &str, p: &Project, socket: &str, args: &[&str]) -> Output {
+    let host = if engine == "docker" {
+        "DOCKER_HOST"
+    } else {
+        "CONTAINER_HOST"
+    };
     p.devbox()
-        .env("DEVBOX_ENGINE", "podman")
-        .env("CONTAINER_HOST", &format!("unix://{socket}"))
+        .env("DEVBOX_ENGINE", engine)
+        .env(host, &format!("unix://{socket}"))
         .args(args)
         .run()
 }
@@ -321,19 +333,17 @@ volumes = [".data/junk:/junk"]
 }
 
 /// Takes the project down when dropped.
-struct Down<'a>(&'a Project, &'a str);
+struct Down<'a>(&'a str, &'a Project, &'a str);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        let _ = podman(self.0, self.1, &["down", "-t", "1"]);
+        let _ = on(self.0, self.1, self.2, &["down", "-t", "1"]);
     }
 }
 
-#[test]
-fn up_never_chowns_a_directory_outside_the_project_while_a_data_dir_is_swapped() {
-    let Some(socket) = test_var("DEVBOX_TEST_PODMAN_SOCKET", PODMAN_HINT) else {
-        return;
-    };
+/// On a rootful engine `up` chowns `.data/junk` for a service without keep-id, while a
+/// swapper exchanges it with a link to a canary outside the project.
+fn chown_race(engine: &str, socket: &str, note: &str) {
     let Some(image) = test_var(
         "DEVBOX_TEST_BASE_IMAGE",
         "export DEVBOX_TEST_BASE_IMAGE=localhost/devbox-busybox:latest",
@@ -342,15 +352,15 @@ fn up_never_chowns_a_directory_outside_the_project_while_a_data_dir_is_swapped()
     };
     let p = Project::new();
     p.write("sandbox.toml", &chown_toml(&image));
-    let _down = Down(&p, &socket);
+    let _down = Down(engine, &p, socket);
     let canary = Canary::new();
     let (dir, link) = fresh_tree(&p, "junk", false, &canary);
-    let o = podman(&p, &socket, &["up"]);
+    let o = on(engine, &p, socket, &["up"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
-        o.stderr.contains(
-            "note: rootful podman has no keep-id for service `app`: made .data/junk owned by 4321:4321 so it can write them"
-        ),
+        o.stderr.contains(&format!(
+            "note: {note} has no keep-id for service `app`: made .data/junk owned by 4321:4321 so it can write them"
+        )),
         "{o:?}"
     );
     assert_eq!(std::fs::metadata(&dir).unwrap().uid(), 4321);
@@ -359,11 +369,27 @@ fn up_never_chowns_a_directory_outside_the_project_while_a_data_dir_is_swapped()
         // Owned by root again, so that `up` changes it.
         std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
         let s = Swapper::start(&dir, &link);
-        let o = podman(&p, &socket, &["up"]);
+        let o = on(engine, &p, socket, &["up"]);
         swaps += s.finish();
         canary.check(run, "devbox up", &o);
     }
     assert!(swaps > RUNS as u64, "the swapper hardly ran: {swaps} swaps");
+}
+
+#[test]
+fn up_never_chowns_a_directory_outside_the_project_while_a_data_dir_is_swapped() {
+    let Some(socket) = test_var("DEVBOX_TEST_PODMAN_SOCKET", PODMAN_HINT) else {
+        return;
+    };
+    chown_race("podman", &socket, "rootful podman");
+}
+
+#[test]
+fn up_never_chowns_a_directory_outside_the_project_while_a_data_dir_is_swapped_on_docker() {
+    let Some(socket) = test_var("DEVBOX_TEST_DOCKER_SOCKET", DOCKER_HINT) else {
+        return;
+    };
+    chown_race("docker", &socket, "docker");
 }
 
 #[test]
@@ -382,7 +408,7 @@ fn down_stops_the_containers_when_data_holds_a_link_out_of_the_project() {
         "sandbox.toml",
         &chown_toml(&image).replace("race-chown", "race-down"),
     );
-    let _down = Down(&p, &socket);
+    let _down = Down("podman", &p, &socket);
     let canary = Canary::new();
     let o = podman(&p, &socket, &["up"]);
     assert_eq!(o.code, 0, "{o:?}");
@@ -442,8 +468,7 @@ fn reset_removes_nothing_when_part_of_the_data_tree_cannot_be_removed() {
             !crate::util::required(),
             "this test mounts a read-only bind mount and needs root (DEVBOX_REQUIRE_ENGINES=1)"
         );
-        eprintln!("skipping: not root (needed for a read-only bind mount)");
-        return;
+        crate::harness::skip("not root (needed for a read-only bind mount)");
     }
     let p = Project::new();
     p.write(
