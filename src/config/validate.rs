@@ -2324,6 +2324,10 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
             .timeout
             .as_ref()
             .and_then(|t| duration(cx, &lp.key("timeout"), t)),
+        stop_grace_ms: lim
+            .stop_grace
+            .as_ref()
+            .and_then(|t| duration(cx, &lp.key("stop_grace"), t)),
     };
     // A relative workdir is relative to the project, which the sandbox shows at the same
     // path as the host (when the policy lists it).
