@@ -380,3 +380,42 @@ pub fn did_you_mean<'a>(
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every caret position of long and short lines, ASCII and multi-byte: the window
+    /// never slices inside a character, and the caret sits under the character at its
+    /// column (counted in the shown, escaped text).
+    #[test]
+    fn windows_and_carets_line_up_for_every_column() {
+        let lines = [
+            "a = 1".to_owned(),
+            "x".repeat(500),
+            "é".repeat(300),
+            format!("{}\u{1b}[2J{}", "ü".repeat(90), "😀".repeat(90)),
+        ];
+        for line in &lines {
+            for (column, (caret, c)) in line.char_indices().enumerate() {
+                let o = Origin::in_line("f".into(), 1, column + 1, line, caret, 3);
+                let Origin::File {
+                    text, text_column, ..
+                } = &o
+                else {
+                    unreachable!()
+                };
+                assert!(text.chars().count() <= LINE_SHOWN + 2, "{text}");
+                let at = column + 1 - text_column;
+                assert_eq!(text.chars().nth(at), Some(c), "column {}", column + 1);
+                let shown = Diagnostic::error(KeyPath::root(), "m")
+                    .with_origin(Some(o.clone()))
+                    .to_string();
+                let rows: Vec<&str> = shown.lines().collect();
+                let lead = rows[4].find('^').unwrap() - "  | ".len();
+                let before: usize = text.chars().take(at).map(shown_width).sum();
+                assert_eq!(lead, before, "{shown}");
+            }
+        }
+    }
+}
