@@ -91,7 +91,7 @@ impl fmt::Display for ConfigError {
         write!(
             f,
             "error: {} has {n} problem{}; nothing was changed",
-            self.file.display(),
+            diagnostic::escape_controls(&self.file.display().to_string()),
             if n == 1 { "" } else { "s" }
         )
     }

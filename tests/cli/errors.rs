@@ -353,7 +353,15 @@ fn control_bytes_from_the_file_are_escaped_not_sent_to_the_terminal() {
         key.starts_with("error: unknown key `\\u{1b}]0;pwned\\u{7}\\u{0}`\n --> sandbox.toml:4:1\n  |\n4 | \"\\u001b]0;pwned\\u0007\\u0000\" = 1\n  | ^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n  = key: services.a.\"\\u{1b}]0;pwned\\u{7}\\u{0}\"\n"),
         "{key}"
     );
-    for text in [raw, key] {
+    // A file name given with -f is shown escaped too.
+    p.write("a\u{1b}[2Jb.toml", "x = 1\n");
+    let named = p.devbox().args(["-f", "a\u{1b}[2Jb.toml", "check"]).run();
+    assert_eq!(named.code, 2);
+    assert_eq!(
+        named.stderr,
+        "error: unknown key `x`\n --> a\\u{1b}[2Jb.toml:1:1\n  |\n1 | x = 1\n  | ^\n  = key: x\n  = expected: one of project, data, images, volumes, networks, services, probes, workers\n  = hint: see `devbox schema` for every key\n\nerror: a\\u{1b}[2Jb.toml has 1 problem; nothing was changed\n"
+    );
+    for text in [raw, key, named.stderr] {
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "a control character reached the terminal: {text:?}"
