@@ -1,4 +1,5 @@
-//! Load + validate + plan, and audit, of a generated 200-service sandbox.toml.
+//! Load + validate + plan, and audit, of a generated 200-service sandbox.toml, and the
+//! same at 10,000 services (where a step that is not linear shows at once).
 //! Run: cargo bench --bench config
 
 use std::fmt::Write;
@@ -22,6 +23,22 @@ pub fn generated(n: usize) -> String {
         let _ = write!(
             s,
             "\n[[probes]]\nname = \"svc{i} answers\"\ntcp = \"127.0.0.1:{}\"\nexpect = \"/ok|ready/\"\n\n",
+            20000 + i
+        );
+    }
+    s
+}
+
+/// `n` lean services (the full ones above make 10,000 larger than devbox reads), each with
+/// three audit findings to locate: root user, a port on every interface, no healthcheck.
+pub fn lean(n: usize) -> String {
+    let mut s = String::from(
+        "[project]\nname = \"big\"\n\n[images.app]\ncontainerfile = \"Containerfile\"\n\n",
+    );
+    for i in 0..n {
+        let _ = write!(
+            s,
+            "[services.svc{i}]\nimage = \"app\"\nuser = \"0:0\"\nports = [\"0.0.0.0:{}:8080\"]\n\n",
             20000 + i
         );
     }
@@ -52,5 +69,37 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// 10,000 services: load+validate+plan, and the audit with every finding located in the
+/// file, as `devbox check` prints its summary and `devbox audit` its report.
+fn bench_10k(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sandbox.toml"), lean(10_000)).unwrap();
+    std::fs::write(dir.path().join("Containerfile"), "FROM scratch\n").unwrap();
+    let opts = LoadOptions {
+        file: None,
+        cwd: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let loaded = config::load(&opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.services.len(), 10_000);
+    let mut g = c.benchmark_group("10000 services");
+    g.sample_size(10);
+    g.bench_function("load+validate+plan", |b| {
+        b.iter(|| {
+            let loaded = config::load(&opts).unwrap();
+            devbox::plan::plan(&loaded.config)
+        })
+    });
+    g.bench_function("audit, findings located", |b| {
+        b.iter(|| {
+            devbox::audit::audit(&loaded.config)
+                .into_iter()
+                .map(|f| config::locate_key(&loaded, &f.key, config::Point::Key))
+                .collect::<Vec<_>>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_10k);
 criterion_main!(benches);

@@ -53,13 +53,21 @@ fn yaml_origin(shown: &Path, text: &str, at: Loc) -> Origin {
         .find(':')
         .filter(|&w| w > 0)
         .unwrap_or_else(|| rest.trim_end().chars().count().max(1));
-    Origin::File {
-        file: shown.to_path_buf(),
-        line: at.line,
-        column: at.column,
-        text: line.to_owned(),
+    Origin::in_line(
+        shown.to_path_buf(),
+        at.line,
+        at.column,
+        line,
+        byte_of_column(line, at.column),
         width,
-    }
+    )
+}
+
+/// The byte offset of 1-based character `column` in `line`.
+fn byte_of_column(line: &str, column: usize) -> usize {
+    line.char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(line.len(), |(i, _)| i)
 }
 
 /// Reads, converts and loads a compose file. A file devbox cannot read is a config
@@ -76,13 +84,14 @@ pub fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<Co
         ConfigError {
             file: shown.clone(),
             diagnostics: vec![Diagnostic::error(KeyPath::root(), e.message)
-                .with_origin(Some(Origin::File {
-                    file: shown.clone(),
-                    line: e.at.line,
-                    column: e.at.column,
-                    text: line.to_owned(),
-                    width: 1,
-                }))
+                .with_origin(Some(Origin::in_line(
+                    shown.clone(),
+                    e.at.line,
+                    e.at.column,
+                    line,
+                    byte_of_column(line, e.at.column),
+                    1,
+                )))
                 .expected("a compose file (YAML with a `services` mapping)")
                 .hint("`docker compose -f FILE config` shows how compose reads it")],
         }

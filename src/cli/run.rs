@@ -70,6 +70,11 @@ pub struct Args {
     /// Wall-clock limit, e.g. `30s`.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// How long the worker has to stop after devbox forwards SIGTERM, SIGINT or SIGHUP to
+    /// it, before the whole sandbox is killed (exit 137), e.g. `5s`. Default: 10s. A
+    /// second such signal kills it at once.
+    #[arg(long, value_name = "DURATION")]
+    pub stop_grace: Option<String>,
     /// Working directory inside the sandbox.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
@@ -206,6 +211,9 @@ fn finish(spec: &spec::RunSpec, o: &supervisor::Outcome) -> ExitCode {
                 spec.limits.timeout_ms.unwrap_or(0)
             ))
         );
+    }
+    if let Some(why) = &o.stop_killed {
+        eprintln!("devbox: `{}` was killed: {why}", spec.name);
     }
     if o.oom_killed {
         eprintln!(
@@ -356,6 +364,12 @@ fn overlay(p: &mut Policy, a: &Args, cwd: &Path) -> anyhow::Result<()> {
         l.timeout_ms = Some(
             parse_duration_ms(t)
                 .with_context(|| format!("--timeout {t}: expected a duration such as 30s"))?,
+        );
+    }
+    if let Some(t) = &a.stop_grace {
+        l.stop_grace_ms = Some(
+            parse_duration_ms(t)
+                .with_context(|| format!("--stop-grace {t}: expected a duration such as 5s"))?,
         );
     }
     l.pids = a.pids.or(l.pids);

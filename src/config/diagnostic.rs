@@ -1,6 +1,7 @@
 //! Diagnostics that point at the file: `sandbox.toml:12:9`, the line, a caret, the key,
 //! what was expected and a hint.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 
@@ -90,12 +91,19 @@ pub enum Severity {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Origin {
     /// A position in a file; `line` and `column` count from 1, the column in characters.
+    /// Made with [`Origin::in_line`], which keeps a long line's text to a window around
+    /// the column.
     File {
         file: PathBuf,
         line: usize,
         column: usize,
+        /// The line, or for a long line a window of it with `…` where it was cut.
         #[serde(skip)]
         text: String,
+        /// The column of `text`'s first character (1 unless the line was cut).
+        #[serde(skip)]
+        text_column: usize,
+        /// Characters under the caret, at most to the end of `text`.
         #[serde(skip)]
         width: usize,
     },
@@ -103,6 +111,101 @@ pub enum Origin {
     Env { var: String },
     /// A command-line flag.
     Flag { flag: String },
+}
+
+/// A line longer than this many characters is shown as a window of it.
+pub const LINE_SHOWN: usize = 120;
+/// Characters of context a window keeps before the caret, when the line has them.
+const BEFORE_CARET: usize = 40;
+
+impl Origin {
+    /// A position in `line_text` (the whole line, without its newline): `caret` is the
+    /// byte offset of `column` in it. Only a window of a long line is kept, so that many
+    /// diagnostics on one huge line stay small; the work is bounded by the window, not
+    /// the line.
+    pub fn in_line(
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        line_text: &str,
+        caret: usize,
+        width: usize,
+    ) -> Self {
+        let mut caret = caret.min(line_text.len());
+        while !line_text.is_char_boundary(caret) {
+            caret -= 1;
+        }
+        let (before, after) = line_text.split_at(caret);
+        let left_has = before.chars().rev().take(LINE_SHOWN).count();
+        let right_has = after.chars().take(LINE_SHOWN + 1).count();
+        // Context before the caret, more of it when the line ends soon after.
+        let left = if right_has < LINE_SHOWN - BEFORE_CARET {
+            (LINE_SHOWN - right_has).min(left_has)
+        } else {
+            BEFORE_CARET.min(left_has)
+        };
+        let right = (LINE_SHOWN - left).min(right_has);
+        let start = match left {
+            0 => caret,
+            n => before.char_indices().rev().nth(n - 1).map_or(0, |(i, _)| i),
+        };
+        let end = after
+            .char_indices()
+            .nth(right)
+            .map_or(line_text.len(), |(i, _)| caret + i);
+        let (cut_left, cut_right) = (start > 0, end < line_text.len());
+        let mut text = String::with_capacity(end - start + 6);
+        if cut_left {
+            text.push('…');
+        }
+        text.push_str(&line_text[start..end]);
+        if cut_right {
+            text.push('…');
+        }
+        Origin::File {
+            file,
+            line,
+            column,
+            text,
+            text_column: column.saturating_sub(left + usize::from(cut_left)).max(1),
+            width: width.min(right).max(1),
+        }
+    }
+}
+
+/// `s` with control characters (ESC, BEL, NUL, DEL, C1) and bidirectional overrides
+/// written as `\u{1b}`, so that text from a file cannot drive the terminal it is shown
+/// on. Tabs stay.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_escaped(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if needs_escape(c) {
+        let _ = write!(out, "\\u{{{:x}}}", c as u32);
+    } else {
+        out.push(c);
+    }
+}
+
+/// How many columns `c` takes once escaped.
+fn shown_width(c: char) -> usize {
+    if needs_escape(c) {
+        format!("{:x}", c as u32).len() + 4
+    } else {
+        1
+    }
 }
 
 /// One problem found in the configuration.
@@ -198,7 +301,7 @@ impl fmt::Display for Diagnostic {
             (None, Severity::Error) => "error",
             (None, Severity::Warning) => "warning",
         };
-        writeln!(f, "{label}: {}", self.message)?;
+        writeln!(f, "{label}: {}", escape_controls(&self.message))?;
         let gutter = match &self.origin {
             Some(Origin::File { line, .. }) => line.to_string().len(),
             _ => 1,
@@ -210,33 +313,48 @@ impl fmt::Display for Diagnostic {
                 line,
                 column,
                 text,
+                text_column,
                 width,
             }) => {
-                writeln!(f, "{pad}--> {}:{line}:{column}", file.display())?;
+                let file = file.display().to_string();
+                writeln!(f, "{pad}--> {}:{line}:{column}", escape_controls(&file))?;
                 writeln!(f, "{pad} |")?;
-                writeln!(f, "{line} | {text}")?;
-                let lead: String = text
-                    .chars()
-                    .take(column.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                writeln!(f, "{pad} | {lead}{}", "^".repeat((*width).max(1)))?;
+                writeln!(f, "{line} | {}", escape_controls(text))?;
+                // The caret goes under the character, counting what escaping widened.
+                let before = column.saturating_sub(*text_column);
+                let mut chars = text.chars();
+                let mut lead = String::new();
+                for c in chars.by_ref().take(before) {
+                    match c {
+                        '\t' => lead.push('\t'),
+                        c => lead.extend(std::iter::repeat_n(' ', shown_width(c))),
+                    }
+                }
+                let under: usize = chars
+                    .chain(std::iter::repeat(' '))
+                    .take((*width).max(1))
+                    .map(shown_width)
+                    .sum();
+                writeln!(f, "{pad} | {lead}{}", "^".repeat(under))?;
             }
-            Some(Origin::Env { var }) => writeln!(f, "{pad}--> environment variable {var}")?,
+            Some(Origin::Env { var }) => {
+                writeln!(f, "{pad}--> environment variable {}", escape_controls(var))?
+            }
             Some(Origin::Flag { flag }) => writeln!(f, "{pad}--> command-line flag {flag}")?,
             None => {}
         }
         if !self.key.is_empty() {
-            writeln!(f, "{pad} = key: {}", self.key)?;
+            let key = self.key.to_string();
+            writeln!(f, "{pad} = key: {}", escape_controls(&key))?;
         }
         if let Some(e) = &self.expected {
-            writeln!(f, "{pad} = expected: {e}")?;
+            writeln!(f, "{pad} = expected: {}", escape_controls(e))?;
         }
         if let Some(h) = &self.hint {
-            writeln!(f, "{pad} = hint: {h}")?;
+            writeln!(f, "{pad} = hint: {}", escape_controls(h))?;
         }
         for (name, text) in &self.notes {
-            writeln!(f, "{pad} = {name}: {text}")?;
+            writeln!(f, "{pad} = {name}: {}", escape_controls(text))?;
         }
         Ok(())
     }
@@ -261,4 +379,43 @@ pub fn did_you_mean<'a>(
         })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every caret position of long and short lines, ASCII and multi-byte: the window
+    /// never slices inside a character, and the caret sits under the character at its
+    /// column (counted in the shown, escaped text).
+    #[test]
+    fn windows_and_carets_line_up_for_every_column() {
+        let lines = [
+            "a = 1".to_owned(),
+            "x".repeat(500),
+            "é".repeat(300),
+            format!("{}\u{1b}[2J{}", "ü".repeat(90), "😀".repeat(90)),
+        ];
+        for line in &lines {
+            for (column, (caret, c)) in line.char_indices().enumerate() {
+                let o = Origin::in_line("f".into(), 1, column + 1, line, caret, 3);
+                let Origin::File {
+                    text, text_column, ..
+                } = &o
+                else {
+                    unreachable!()
+                };
+                assert!(text.chars().count() <= LINE_SHOWN + 2, "{text}");
+                let at = column + 1 - text_column;
+                assert_eq!(text.chars().nth(at), Some(c), "column {}", column + 1);
+                let shown = Diagnostic::error(KeyPath::root(), "m")
+                    .with_origin(Some(o.clone()))
+                    .to_string();
+                let rows: Vec<&str> = shown.lines().collect();
+                let lead = rows[4].find('^').unwrap() - "  | ".len();
+                let before: usize = text.chars().take(at).map(shown_width).sum();
+                assert_eq!(lead, before, "{shown}");
+            }
+        }
+    }
 }

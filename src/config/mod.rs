@@ -55,6 +55,9 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
     pub figment: Figment,
     pub sources: Vec<SourceFile>,
+    /// The figment's merged tree, made once: locating each of many findings must not
+    /// merge the layers again.
+    root: Value,
 }
 
 /// Every problem found; nothing was changed.
@@ -64,10 +67,21 @@ pub struct ConfigError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// At most this many diagnostics are printed for one run; the rest are counted. A file
+/// with thousands of the same mistake is fixed the same way after the first few.
+pub const MAX_SHOWN: usize = 50;
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for d in &self.diagnostics {
+        for d in self.diagnostics.iter().take(MAX_SHOWN) {
             writeln!(f, "{d}")?;
+        }
+        let more = self.diagnostics.len().saturating_sub(MAX_SHOWN);
+        if more > 0 {
+            writeln!(
+                f,
+                "note: and {more} more like these, not shown (devbox prints the first {MAX_SHOWN})\n"
+            )?;
         }
         let n = self
             .diagnostics
@@ -77,7 +91,7 @@ impl fmt::Display for ConfigError {
         write!(
             f,
             "error: {} has {n} problem{}; nothing was changed",
-            self.file.display(),
+            diagnostic::escape_controls(&self.file.display().to_string()),
             if n == 1 { "" } else { "s" }
         )
     }
@@ -215,6 +229,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             warnings,
             figment,
             sources,
+            root,
         }),
         _ => Err(ConfigError {
             file: display,
@@ -731,13 +746,7 @@ fn locate(
 
 /// Where `key` is in the loaded files (or the nearest enclosing entry that is).
 pub fn locate_key(loaded: &Loaded, key: &KeyPath, point: Point) -> Option<Origin> {
-    let root = loaded
-        .figment
-        .data()
-        .ok()
-        .and_then(|mut m| m.remove(&Profile::Default))
-        .map(Value::from)?;
-    locate(&loaded.figment, &root, &loaded.sources, key, point)
+    locate(&loaded.figment, &loaded.root, &loaded.sources, key, point)
 }
 
 /// Where the value of `key` (dotted) came from, for `devbox config --explain`.

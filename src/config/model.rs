@@ -450,4 +450,7 @@ pub struct Limits {
     pub nofile: Option<u64>,
     pub fsize: Option<u64>,
     pub timeout_ms: Option<u64>,
+    /// After a stop signal is forwarded, how long before the sandbox is killed (default
+    /// `runner::supervisor::DEFAULT_STOP_GRACE_MS`).
+    pub stop_grace_ms: Option<u64>,
 }

@@ -395,4 +395,7 @@ pub struct RawLimits {
     pub fsize: Option<SizeValue>,
     /// Wall-clock limit, e.g. `"30s"`.
     pub timeout: Option<String>,
+    /// How long the worker has to stop after a SIGTERM, SIGINT or SIGHUP is forwarded to
+    /// it before its sandbox is killed, e.g. `"5s"` (default `"10s"`).
+    pub stop_grace: Option<String>,
 }

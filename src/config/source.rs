@@ -29,6 +29,69 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
     pub doc: ImDocument<String>,
+    lines: LineIndex,
+}
+
+/// Where lines start, and how many characters come before regular byte offsets, so that
+/// a byte offset becomes a line and column in logarithmic time, not by rescanning the
+/// file for each diagnostic.
+struct LineIndex {
+    starts: Vec<usize>,
+    /// (byte offset, characters before it), one every [`MARK_BYTES`] or so.
+    marks: Vec<(usize, usize)>,
+}
+
+const MARK_BYTES: usize = 1024;
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        let mut marks = vec![(0, 0)];
+        for (n, (i, c)) in text.char_indices().enumerate() {
+            if i >= marks[marks.len() - 1].0 + MARK_BYTES {
+                marks.push((i, n));
+            }
+            if c == '\n' {
+                starts.push(i + 1);
+            }
+        }
+        Self { starts, marks }
+    }
+
+    /// Characters before byte `at` (a char boundary).
+    fn chars_before(&self, text: &str, at: usize) -> usize {
+        let k = self.marks.partition_point(|(b, _)| *b <= at) - 1;
+        let (b, n) = self.marks[k];
+        n + text[b..at].chars().count()
+    }
+
+    /// The origin of a byte span of `text`.
+    fn origin(&self, display: &Path, text: &str, span: Range<usize>) -> Origin {
+        let mut start = span.start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line = self.starts.partition_point(|s| *s <= start);
+        let line_start = self.starts[line - 1];
+        let line_end = self.starts.get(line).map_or(text.len(), |next| next - 1);
+        let line_text = text[line_start..line_end].trim_end_matches('\r');
+        let column = self.chars_before(text, start) - self.chars_before(text, line_start) + 1;
+        let mut end = span.end.clamp(start, line_start + line_text.len());
+        // Only the part of the span the window can show is counted.
+        end = end.min(start + 4 * crate::config::diagnostic::LINE_SHOWN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let width = text[start..end].chars().count().max(1);
+        Origin::in_line(
+            display.to_path_buf(),
+            line,
+            column,
+            line_text,
+            start - line_start,
+            width,
+        )
+    }
 }
 
 impl SourceFile {
@@ -84,6 +147,7 @@ impl SourceFile {
             Ok(doc) => Ok(Self {
                 display,
                 path,
+                lines: LineIndex::new(&text),
                 text,
                 doc,
             }),
@@ -129,7 +193,7 @@ impl SourceFile {
                     (Point::Key, true) => key_span.or(value_span),
                     _ => value_span.or(key_span),
                 }?;
-                return Some(origin_at(&self.display, &self.text, span));
+                return Some(self.lines.origin(&self.display, &self.text, span));
             }
             p.0.pop()?;
         }
@@ -196,23 +260,10 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Line, column, line text and caret width of a byte span.
+/// Line, column, line text and caret width of a byte span, for a text met once (an
+/// error while reading it); a [`SourceFile`] keeps an index for its many lookups.
 pub fn origin_at(display: &Path, text: &str, span: Range<usize>) -> Origin {
-    let start = span.start.min(text.len());
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line_text = text[line_start..line_end].trim_end_matches('\r');
-    let line = text[..start].matches('\n').count() + 1;
-    let column = text[line_start..start].chars().count() + 1;
-    let end = span.end.clamp(start, line_end);
-    let width = text[start..end].chars().count().max(1);
-    Origin::File {
-        file: display.to_path_buf(),
-        line,
-        column,
-        text: line_text.to_owned(),
-        width,
-    }
+    LineIndex::new(text).origin(display, text, span)
 }
 
 fn lower_first(s: &str) -> String {

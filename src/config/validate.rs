@@ -1678,19 +1678,39 @@ fn resolve_healthcheck(cx: &mut Ctx, p: &KeyPath, h: &RawHealthcheck) -> Option<
 }
 
 fn check_port_clashes(cx: &mut Ctx, services: &BTreeMap<String, Service>) {
-    let mut seen: Vec<(&str, usize, &Port)> = Vec::new();
+    /// The ports seen so far on one host port and protocol, by their order: the first,
+    /// the first on an unspecified address, and the first on each address. The earliest
+    /// port that clashes with a new one is among these, so each port is checked in
+    /// constant time (a list scan made thousands of ports quadratic).
+    #[derive(Default)]
+    struct Seen {
+        first: Option<usize>,
+        unspecified: Option<usize>,
+        by_ip: std::collections::HashMap<IpAddr, usize>,
+    }
+    let mut order: Vec<(&str, usize, &Port)> = Vec::new();
+    let mut seen: std::collections::HashMap<(u16, &str), Seen> = Default::default();
     for (name, s) in services {
         let raw_index = cx.port_index.get(name).cloned().unwrap_or_default();
         for (k, port) in s.ports.iter().enumerate() {
             let i = raw_index.get(k).copied().unwrap_or(k);
-            let clash = seen.iter().find(|(_, _, o)| {
-                o.host == port.host
-                    && o.protocol == port.protocol
-                    && (o.host_ip == port.host_ip
-                        || o.host_ip.is_unspecified()
-                        || port.host_ip.is_unspecified())
-            });
-            if let Some((other, j, o)) = clash {
+            let at = seen.entry((port.host, port.protocol.as_str())).or_default();
+            let clash = if port.host_ip.is_unspecified() {
+                at.first
+            } else {
+                [at.by_ip.get(&port.host_ip).copied(), at.unspecified]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            };
+            let n = order.len();
+            at.first.get_or_insert(n);
+            if port.host_ip.is_unspecified() {
+                at.unspecified.get_or_insert(n);
+            }
+            at.by_ip.entry(port.host_ip).or_insert(n);
+            order.push((name, i, port));
+            if let Some((other, j, o)) = clash.map(|c| order[c]) {
                 cx.err(
                     Diagnostic::error(
                         KeyPath::root()
@@ -1711,7 +1731,6 @@ fn check_port_clashes(cx: &mut Ctx, services: &BTreeMap<String, Service>) {
                     )),
                 );
             }
-            seen.push((name, i, port));
         }
     }
 }
@@ -2305,6 +2324,10 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
             .timeout
             .as_ref()
             .and_then(|t| duration(cx, &lp.key("timeout"), t)),
+        stop_grace_ms: lim
+            .stop_grace
+            .as_ref()
+            .and_then(|t| duration(cx, &lp.key("stop_grace"), t)),
     };
     // A relative workdir is relative to the project, which the sandbox shows at the same
     // path as the host (when the policy lists it).

@@ -1039,6 +1039,7 @@ mod tests {
             nofile: Some(40_000),
             fsize: Some(1 << 20),
             timeout_ms: Some(10_000),
+            stop_grace_ms: None,
         };
         let b = render(&s, &Fake::debian(), &root()).unwrap();
         let rl: Vec<(PosixRlimitType, u64, u64)> = b

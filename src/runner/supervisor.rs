@@ -2,7 +2,8 @@
 //! still single-threaded, clones the sandbox's init into new user, pid, mount, uts, ipc,
 //! cgroup and (unless `net = "host"`) network namespaces, puts it in a cgroup, serves the
 //! egress proxy and the control socket from the listeners the init hands out, forwards
-//! signals, enforces the wall-clock timeout, and reports how the worker ended.
+//! signals (and kills the sandbox when a stop signal is not heeded within the grace
+//! period), enforces the wall-clock timeout, and reports how the worker ended.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -63,7 +64,14 @@ pub struct Outcome {
     pub pids_limit_hit: bool,
     /// The worker could not be executed (not found, not allowed, …).
     pub exec_error: Option<String>,
+    /// Why the sandbox was killed after a stop signal: the grace period ran out, or a
+    /// second stop signal came.
+    pub stop_killed: Option<String>,
 }
+
+/// How long a worker has to stop after SIGTERM, SIGINT or SIGHUP before its sandbox is
+/// killed, unless `limits.stop_grace` or `--stop-grace` says otherwise (as `docker stop`).
+pub const DEFAULT_STOP_GRACE_MS: u64 = 10_000;
 
 /// `/proc/self/status`, read once per run for the fields below.
 fn proc_status() -> String {
@@ -572,6 +580,11 @@ fn wait(
         .map(|ms| start + Duration::from_millis(ms));
     let mut timed_out = false;
     let mut kill_at: Option<Instant> = None;
+    let grace = Duration::from_millis(spec.limits.stop_grace_ms.unwrap_or(DEFAULT_STOP_GRACE_MS));
+    // The first stop signal forwarded (which, when), and when its grace runs out.
+    let mut stopping: Option<(i32, Instant)> = None;
+    let mut grace_ends: Option<Instant> = None;
+    let mut stop_killed = None;
     let mut report = String::new();
     let mut done = false;
     loop {
@@ -607,7 +620,7 @@ fn wait(
             break;
         }
         let now = Instant::now();
-        let next = [deadline.filter(|_| !timed_out), kill_at]
+        let next = [deadline.filter(|_| !timed_out), kill_at, grace_ends]
             .into_iter()
             .flatten()
             .min();
@@ -635,6 +648,22 @@ fn wait(
                     let _ = nix::sys::signal::kill(init, Signal::try_from(sig).ok());
                     if let (Some(c), libc::SIGTERM | libc::SIGINT) = (control, sig) {
                         c.request_stop();
+                    }
+                    // A stop signal starts the grace period; a second one (Ctrl-C
+                    // again) ends it at once.
+                    if matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGHUP)
+                        && stop_killed.is_none()
+                    {
+                        let now = Instant::now();
+                        if stopping.is_none() {
+                            stopping = Some((sig, now));
+                            grace_ends = Some(now + grace);
+                        } else {
+                            let why = format!("a second {}", signal_name(sig));
+                            kill_sandbox(opts, init, &why);
+                            stop_killed = Some(why);
+                            grace_ends = None;
+                        }
                     }
                 }
             }
@@ -669,6 +698,18 @@ fn wait(
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             kill_at = None;
         }
+        if let (Some(end), Some((sig, _))) = (grace_ends, stopping) {
+            if now >= end {
+                let why = format!(
+                    "still running {} after {}",
+                    humantime::format_duration(grace),
+                    signal_name(sig)
+                );
+                kill_sandbox(opts, init, &why);
+                stop_killed = Some(why);
+                grace_ends = None;
+            }
+        }
     }
     let (code, signal) = if let Some(c) = report.strip_prefix("EXIT ") {
         (c.trim().parse().unwrap_or(1), None)
@@ -686,7 +727,23 @@ fn wait(
         oom_killed: false,
         pids_limit_hit: false,
         exec_error: None,
+        stop_killed,
     })
+}
+
+/// Kills the sandbox's init, and with it its pid namespace: every process of the sandbox.
+fn kill_sandbox(opts: &Options, init: Pid, why: &str) {
+    let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+    opts.audit.record(&Event {
+        kind: "lifecycle",
+        decision: Decision::Deny,
+        what: &format!("SIGKILL to the sandbox: {why}"),
+        rule: "limits.stop_grace",
+    });
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    Signal::try_from(sig).map_or("a signal", Signal::as_str)
 }
 
 /// The host environment as a map, for `spec::environment`.

@@ -316,6 +316,162 @@ both!(signals_are_forwarded_to_the_worker, |s| {
     assert_eq!(st.code(), Some(3));
 });
 
+/// Host pids whose command line is exactly `argv`: a sandbox's processes seen from outside
+/// its pid namespace.
+fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+/// A worker that ignores the stop signals, starts `sleep N` (N unique to the test: its
+/// argv for [`pids_running`] is returned too) and prints "ready".
+fn stubborn() -> (String, String) {
+    let secs = format!("4{:05}", rand_suffix());
+    let script = format!("trap '' TERM INT HUP; sleep {secs} & echo ready; wait; wait; wait");
+    (script, secs)
+}
+
+/// Starts `devbox run --audit - FLAGS -- sh -c SCRIPT` with a [`stubborn`] script.
+fn start_stubborn(s: &Sandbox, flags: &[&str]) -> (std::process::Child, String) {
+    let (script, secs) = stubborn();
+    let mut args = vec!["run", "--audit", "-"];
+    args.extend_from_slice(flags);
+    args.extend(["--", "/bin/sh", "-c", &script]);
+    (until_ready(s, &args, &secs), secs)
+}
+
+/// Spawns `devbox ARGS` and returns once it printed "ready" and its `sleep SECS` runs.
+fn until_ready(s: &Sandbox, args: &[&str], secs: &str) -> std::process::Child {
+    let mut child = s
+        .command(args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // The shell says "ready" once it forked; the sleep may take a moment to exec.
+    let t = Instant::now();
+    while pids_running(&["sleep", secs]).len() != 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the worker's sleep is not seen"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// Waits for `child` at most `limit`; kills it and fails when it is still running.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> (i32, String, Duration) {
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("devbox still running {limit:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code().unwrap_or(-1), stderr, t.elapsed())
+}
+
+both!(
+    a_worker_ignoring_sigterm_is_killed_after_the_stop_grace,
+    |s| {
+        // `devbox run` forwarded SIGTERM and waited forever on a worker that ignored it.
+        let (mut child, secs) = start_stubborn(s, &["--stop-grace", "1s"]);
+        Command::new("kill")
+            .args(["-TERM", &supervisor_pid(s, &child)])
+            .status()
+            .unwrap();
+        let (code, stderr, took) = wait_at_most(&mut child, Duration::from_secs(8));
+        assert_eq!(code, 137, "{stderr}");
+        assert!(
+            took >= Duration::from_millis(900),
+            "killed before the grace: {took:?}"
+        );
+        assert!(
+            stderr.ends_with("devbox: `adhoc` was killed: still running 1s after SIGTERM\n"),
+            "{stderr}"
+        );
+        assert!(
+        stderr.contains("\"kind\":\"lifecycle\",\"decision\":\"deny\",\"what\":\"SIGKILL to the sandbox: still running 1s after SIGTERM\",\"rule\":\"limits.stop_grace\"}"),
+        "{stderr}"
+    );
+        assert_eq!(
+            pids_running(&["sleep", &secs]),
+            Vec::<u32>::new(),
+            "the sandbox's sleep outlived it"
+        );
+    }
+);
+
+both!(a_second_stop_signal_kills_the_sandbox_at_once, |s| {
+    // Ctrl-C twice, as with compose: no waiting out the 10 s default grace.
+    let (mut child, secs) = start_stubborn(s, &[]);
+    let pid = supervisor_pid(s, &child);
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "one SIGINT is not a kill"
+    );
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let (code, stderr, took) = wait_at_most(&mut child, Duration::from_secs(5));
+    assert_eq!(code, 137, "{stderr}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        stderr.ends_with("devbox: `adhoc` was killed: a second SIGINT\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        pids_running(&["sleep", &secs]),
+        Vec::<u32>::new(),
+        "the sandbox's sleep outlived it"
+    );
+});
+
+both!(stop_grace_is_read_from_the_workers_limits, |s| {
+    let (script, secs) = stubborn();
+    let toml = format!(
+        "[project]\nname = \"grace\"\n\n[workers.stubborn]\ncommand = [\"/bin/sh\", \"-c\", {}]\npolicy.limits.stop_grace = \"500ms\"\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    std::fs::write(s.path().join("sandbox.toml"), toml).unwrap();
+    let mut child = until_ready(s, &["run", "--audit", "-", "stubborn"], &secs);
+    Command::new("kill")
+        .args(["-TERM", &supervisor_pid(s, &child)])
+        .status()
+        .unwrap();
+    let (code, stderr, _) = wait_at_most(&mut child, Duration::from_secs(8));
+    assert_eq!(code, 137, "{stderr}");
+    assert!(
+        stderr.ends_with("devbox: `stubborn` was killed: still running 500ms after SIGTERM\n"),
+        "{stderr}"
+    );
+    assert_eq!(pids_running(&["sleep", &secs]), Vec::<u32>::new());
+});
+
 both!(timeout_stops_the_worker, |s| {
     let t = Instant::now();
     let o = s.run(&[
