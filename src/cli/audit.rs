@@ -132,6 +132,16 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let (found, uri) = match &a.compose {
         Some(file) => {
             let c = super::import::load_compose(g, file, crate::import::Mode::Audit)?;
+            for n in &c.imported.unbuilt {
+                eprintln!(
+                    "warning: {}:{}:{}: {}: {}; audited without building it",
+                    c.shown.display(),
+                    n.line,
+                    n.column,
+                    n.path,
+                    n.text
+                );
+            }
             let mut found: Vec<(Finding, Option<Origin>)> = audit::audit(&c.loaded.config)
                 .into_iter()
                 .map(|f| {

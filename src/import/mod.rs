@@ -50,6 +50,9 @@ pub struct Imported {
     pub project: String,
     pub toml: String,
     pub notes: Vec<Note>,
+    /// In [`Mode::Audit`]: the services whose build context has no Containerfile, audited
+    /// without their build (why, at the `build:` key).
+    pub unbuilt: Vec<Note>,
     /// devbox key → where its setting is written in the compose file.
     pub locations: Vec<(KeyPath, Loc)>,
     pub extra: Vec<Extra>,
@@ -156,6 +159,7 @@ struct Ctx<'a> {
     project: String,
     dir: &'a Path,
     notes: Vec<Note>,
+    unbuilt: Vec<Note>,
     locations: Vec<(KeyPath, Loc)>,
     extra: Vec<Extra>,
     images: Table,
@@ -228,6 +232,7 @@ pub fn convert(
         project: project.clone(),
         dir,
         notes: Vec::new(),
+        unbuilt: Vec::new(),
         locations: Vec::new(),
         extra: Vec::new(),
         images: Table::new(),
@@ -283,6 +288,7 @@ pub fn convert(
         project,
         toml,
         notes: ctx.notes,
+        unbuilt: ctx.unbuilt,
         locations: ctx.locations,
         extra: ctx.extra,
     })
@@ -482,6 +488,18 @@ fn tcp_check_port(s: &str) -> Option<u16> {
     (crate::engine::tcp_check(port) == s).then_some(port)
 }
 
+/// Why a build context has no Containerfile devbox could build, or `None` when it has one.
+fn missing_containerfile(dir: &Path, context: &str, dockerfile: Option<&str>) -> Option<String> {
+    let ctx_dir = dir.join(normalize(Path::new(context)));
+    match dockerfile {
+        Some(d) => (!ctx_dir.join(d).is_file()).then(|| format!("`{d}` is not in `{context}`")),
+        None => (!["Containerfile", "Dockerfile"]
+            .iter()
+            .any(|f| ctx_dir.join(f).is_file()))
+        .then(|| format!("no Containerfile or Dockerfile in `{context}`")),
+    }
+}
+
 fn service(ctx: &mut Ctx, name: &str, at: Loc, node: &Node) -> Table {
     let key = KeyPath::root().key("services").key(name);
     let path = format!("services.{name}");
@@ -513,80 +531,101 @@ fn service(ctx: &mut Ctx, name: &str, at: Loc, node: &Node) -> Table {
             }
             _ => (b.text().unwrap_or(".".into()), None, Vec::new(), None),
         };
-        // devbox's own rendering tags `localhost/devbox-PROJECT-KEY:HASH`.
-        let own = format!("localhost/devbox-{}-", ctx.project);
-        let image_key = image_text
-            .as_deref()
-            .and_then(|i| i.strip_prefix(own.as_str()))
-            .and_then(|r| r.split_once(':'))
-            .map(|(k, _)| k.to_owned())
-            .unwrap_or_else(|| name.to_owned());
-        if let (Some(i), false) = (
-            &image_text,
-            image_text
-                .as_deref()
-                .is_some_and(|i| i.starts_with(own.as_str())),
-        ) {
-            ctx.note(
-                &format!("{path}.image"),
-                kat("image"),
-                format!("built images are tagged by devbox (localhost/devbox-{}-{image_key}:HASH), not `{i}`", ctx.project),
-            );
-        }
-        let ikey = KeyPath::root().key("images").key(image_key.as_str());
-        ctx.at(ikey.clone(), kat("build"));
-        if !ctx.images.contains_key(&image_key) {
-            let mut it = Table::new();
-            let ctx_path = normalize(Path::new(&context));
-            let cf = dockerfile.map(|d| {
-                if Path::new(&d).is_absolute() {
-                    PathBuf::from(d)
-                } else {
-                    normalize(&ctx_path.join(d))
-                }
+        // A reviewer audits compose files from other people's repositories, often without
+        // the build contexts: the service is audited as compose runs it, minus the build.
+        let missing = (ctx.mode == Mode::Audit)
+            .then(|| missing_containerfile(ctx.dir, &context, dockerfile.as_deref()))
+            .flatten();
+        if let Some(why) = missing {
+            let at = kat("build");
+            ctx.unbuilt.push(Note {
+                path: format!("{path}.build"),
+                line: at.line,
+                column: at.column,
+                text: why,
+                unmapped: false,
             });
-            if let Some(cf) = cf {
-                let shown = if cf.as_os_str().is_empty() {
+            t.insert(
+                "image",
+                toml_edit::value(format!("localhost/devbox-{}-{name}:unbuilt", ctx.project)),
+            );
+            ctx.at(key.key("image"), at);
+        } else {
+            // devbox's own rendering tags `localhost/devbox-PROJECT-KEY:HASH`.
+            let own = format!("localhost/devbox-{}-", ctx.project);
+            let image_key = image_text
+                .as_deref()
+                .and_then(|i| i.strip_prefix(own.as_str()))
+                .and_then(|r| r.split_once(':'))
+                .map(|(k, _)| k.to_owned())
+                .unwrap_or_else(|| name.to_owned());
+            if let (Some(i), false) = (
+                &image_text,
+                image_text
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with(own.as_str())),
+            ) {
+                ctx.note(
+                    &format!("{path}.image"),
+                    kat("image"),
+                    format!("built images are tagged by devbox (localhost/devbox-{}-{image_key}:HASH), not `{i}`", ctx.project),
+                );
+            }
+            let ikey = KeyPath::root().key("images").key(image_key.as_str());
+            ctx.at(ikey.clone(), kat("build"));
+            if !ctx.images.contains_key(&image_key) {
+                let mut it = Table::new();
+                let ctx_path = normalize(Path::new(&context));
+                let cf = dockerfile.map(|d| {
+                    if Path::new(&d).is_absolute() {
+                        PathBuf::from(d)
+                    } else {
+                        normalize(&ctx_path.join(d))
+                    }
+                });
+                if let Some(cf) = cf {
+                    let shown = if cf.as_os_str().is_empty() {
+                        ".".into()
+                    } else {
+                        cf.display().to_string()
+                    };
+                    it.insert("containerfile", toml_edit::value(shown));
+                }
+                let shown_ctx = if ctx_path.as_os_str().is_empty() {
                     ".".into()
                 } else {
-                    cf.display().to_string()
+                    ctx_path.display().to_string()
                 };
-                it.insert("containerfile", toml_edit::value(shown));
-            }
-            let shown_ctx = if ctx_path.as_os_str().is_empty() {
-                ".".into()
-            } else {
-                ctx_path.display().to_string()
-            };
-            it.insert("context", toml_edit::value(shown_ctx));
-            let args: Vec<_> = args
-                .into_iter()
-                .filter_map(|(k, v, a)| match v {
-                    Some(v) => Some((k, v, a)),
-                    None => {
-                        ctx.unmapped(
-                            &format!("{path}.build.args.{k}"),
-                            a,
-                            "a build argument taken from the host environment; give it a value",
-                        );
-                        None
+                it.insert("context", toml_edit::value(shown_ctx));
+                let args: Vec<_> = args
+                    .into_iter()
+                    .filter_map(|(k, v, a)| match v {
+                        Some(v) => Some((k, v, a)),
+                        None => {
+                            ctx.unmapped(
+                                &format!("{path}.build.args.{k}"),
+                                a,
+                                "a build argument taken from the host environment; give it a value",
+                            );
+                            None
+                        }
+                    })
+                    .collect();
+                if !args.is_empty() {
+                    let mut at = InlineTable::new();
+                    for (k, v, _) in &args {
+                        at.insert(k, v.as_str().into());
                     }
-                })
-                .collect();
-            if !args.is_empty() {
-                let mut at = InlineTable::new();
-                for (k, v, _) in &args {
-                    at.insert(k, v.as_str().into());
+                    it.insert("args", toml_edit::value(at));
                 }
-                it.insert("args", toml_edit::value(at));
+                if let Some(tg) = target {
+                    it.insert("target", toml_edit::value(tg));
+                }
+                ctx.images.insert(&image_key, Item::Table(it));
             }
-            if let Some(tg) = target {
-                it.insert("target", toml_edit::value(tg));
-            }
-            ctx.images.insert(&image_key, Item::Table(it));
+            t.insert("image", toml_edit::value(&image_key));
+            ctx.at(key.key("image"), kat("build"));
         }
-        t.insert("image", toml_edit::value(&image_key));
-        ctx.at(key.key("image"), kat("build"));
     } else if let Some(i) = image_text {
         // A bare name is a Docker Hub library image at `latest`, as compose reads it.
         let i = if i.contains(['/', ':', '@']) {

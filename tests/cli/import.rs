@@ -344,3 +344,36 @@ fn compose_sarif_validates_and_points_at_the_compose_file() {
     assert_eq!(loc["region"]["startLine"], 25);
     crate::audit::assert_valid_sarif(p.path(), &out.stdout);
 }
+
+// `audit --compose` refused to audit anything when a `build:` context had no Dockerfile,
+// though a reviewer audits compose files from other people's repositories, often without
+// the contexts. It warns at the `build:` key and audits the rest as compose runs it.
+#[test]
+fn a_build_context_without_a_dockerfile_is_warned_about_and_the_rest_audited() {
+    let p = Project::new();
+    p.write(
+        "compose.yml",
+        "services:\n  web:\n    build: ./app\n    ports: [\"8080:80\"]\n  db:\n    image: postgres:16\n    privileged: true\n",
+    );
+    std::fs::create_dir(p.path().join("app")).unwrap();
+    let out = Devbox::new(p.path())
+        .args(["audit", "--compose", "compose.yml", "--format", "json"])
+        .run();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stderr,
+        "warning: compose.yml:3:5: services.web.build: no Containerfile or Dockerfile in `./app`; audited without building it\n"
+    );
+    let without = findings(p.path(), "compose.yml");
+    assert!(
+        without.contains(&("DBX016".to_owned(), 4)) && without.contains(&("DBX001".to_owned(), 7)),
+        "{without:?}"
+    );
+    // With the Dockerfile there, the same findings and no warning.
+    p.write("app/Dockerfile", "FROM scratch\n");
+    let out = Devbox::new(p.path())
+        .args(["audit", "--compose", "compose.yml", "--format", "json"])
+        .run();
+    assert_eq!(out.stderr, "");
+    assert_eq!(findings(p.path(), "compose.yml"), without);
+}
