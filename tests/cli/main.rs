@@ -21,6 +21,7 @@ mod engine;
 mod errors;
 mod examples;
 mod import;
+mod interrupts;
 mod networks;
 mod oci;
 mod pipes;
