@@ -463,3 +463,120 @@ fn reset_images_removes_what_up_build_replaced_on_rootless_podman() {
 fn reset_images_removes_what_up_build_replaced_on_docker() {
     rebuild_flow("docker");
 }
+
+/// A project of `name` whose image builds from a base only it uses (for 2 s), owned by the
+/// engine's user; returns the project and the base.
+fn slow_build_project(
+    e: &Engine,
+    name: &str,
+    port: u16,
+) -> (crate::checkouts::OwnedProject, String) {
+    let project = owned_project(e, &toml(name, port));
+    let base = format!("localhost/devbox{}base:latest", name.replace('-', ""));
+    cli_lines(e, &["tag", "localhost/devbox-busybox:latest", &base]);
+    let path = project.path.join("Containerfile");
+    std::fs::write(
+        &path,
+        format!("FROM {base}\nRUN sleep 2 && echo built > /built\n"),
+    )
+    .unwrap();
+    if let Some(u) = &e.user {
+        let u = nix::unistd::User::from_name(u).unwrap().unwrap();
+        nix::unistd::chown(&path, Some(u.uid), Some(u.gid)).unwrap();
+    }
+    (project, base)
+}
+
+// Ctrl-C during `up` printed nothing and left the build's working container.
+#[test]
+fn interrupted_up_stops_and_says_so_on_rootful_podman() {
+    let Some(e) = engine("podman") else { return };
+    let name = "intr-up";
+    let (project, base) = slow_build_project(&e, name, 7794);
+    let dir = project.path.as_path();
+    let v = Running::start(&e, dir, &["up"]);
+    v.until("the build", |v| v.stderr().contains("image app: building"));
+    std::thread::sleep(Duration::from_millis(500));
+    v.signal(Signal::SIGTERM);
+    let (code, stderr) = v.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        "devbox: interrupted; stopped before intr-up was up: what was made so far stays (`devbox up` finishes it, `devbox down` removes it)",
+        "{stderr}"
+    );
+    // Nothing was built, and the engine removes the build's container once its step ends.
+    assert_eq!(remains(&e, name, name), Vec::<String>::new());
+    let working = format!("{}-working-container", base_name(&base));
+    let t = Instant::now();
+    let left = || {
+        cli_lines(&e, &["ps", "-a", "--external", "--format", "{{.Names}}"])
+            .into_iter()
+            .filter(|l| l.starts_with(&working))
+            .collect::<Vec<_>>()
+    };
+    while !left().is_empty() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(left(), Vec::<String>::new());
+    let _ = engine_cli(&e, &["rmi", &base]);
+}
+
+// A second Ctrl-C during verify's teardown exits at once; the next `up` removes the rest.
+#[test]
+fn verify_abandoned_by_a_second_signal_is_removed_by_the_next_up_on_rootful_podman() {
+    let Some(e) = engine("podman") else { return };
+    let name = "intr-twice";
+    let (project, base) = slow_build_project(&e, name, 7795);
+    let dir = project.path.as_path();
+    // A failed run of this test may have left it up.
+    let _ = devbox(&e, dir, &["-p", name, "down", "-t", "0", "--take-over"]);
+    let v = Running::start(&e, dir, &["verify"]);
+    let p = format!("{name}-verify-{}", v.pid);
+    let s = scratch(name, v.pid);
+    v.until("the container", |_| {
+        !cli_lines(
+            &e,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=devbox.project={p}"),
+                "-q",
+            ],
+        )
+        .is_empty()
+    });
+    v.signal(Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(30));
+    v.signal(Signal::SIGINT);
+    let (code, stderr) = v.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        format!(
+            "devbox: interrupted again; left throwaway project {p} (data in {}): the next `devbox verify`, `up` or `reset` of intr-twice removes it",
+            s.display()
+        ),
+        "{stderr}"
+    );
+    let up = devbox(&e, dir, &["up"]);
+    assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
+    assert!(
+        up.stderr.contains(&format!(
+            "note: removed what an unfinished `devbox verify` left (project {p}): "
+        )),
+        "{}",
+        up.stderr
+    );
+    // (The image is the project's now: `up` built it.)
+    let left: Vec<String> = remains(&e, name, &p)
+        .into_iter()
+        .filter(|r| !r.starts_with("image "))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(!s.exists(), "{} left", s.display());
+    ok(&e, dir, &["down", "-t", "0"]);
+    let _ = ok(&e, dir, &["reset", "--images", "--yes"]);
+    let _ = engine_cli(&e, &["rmi", &base]);
+}
