@@ -169,15 +169,29 @@ pub async fn verify<E: Engine>(
             );
             Ok::<_, apply::ApplyError>(removed)
         };
-        return Err(tokio::select! {
-            r = teardown => match r {
-                Ok(removed) => {
-                    forget(&config.project.name);
-                    Stopped::Interrupted { project: plan.project, removed, left: None }
+        let torn = tokio::select! {
+            r = teardown => Some(r),
+            () = signals.next() => None,
+        };
+        let project = plan.project;
+        return Err(match torn {
+            Some(Ok(removed)) => {
+                forget(&config.project.name);
+                Stopped::Interrupted {
+                    project,
+                    removed,
+                    left: None,
                 }
-                Err(e) => Stopped::Interrupted { project: plan.project, removed: Vec::new(), left: Some(e) },
+            }
+            Some(Err(e)) => Stopped::Interrupted {
+                project,
+                removed: Vec::new(),
+                left: Some(e),
             },
-            () = signals.next() => Stopped::Abandoned { project: plan.project, scratch: scratch.to_path_buf() },
+            None => Stopped::Abandoned {
+                project,
+                scratch: scratch.to_path_buf(),
+            },
         });
     };
     let failed = result
