@@ -309,7 +309,10 @@ fn record(parent: &str, scratch: &Path, images: &[String]) {
 }
 
 fn forget(parent: &str) {
-    let _ = std::fs::remove_file(records(parent).join(std::process::id().to_string()));
+    let dir = records(parent);
+    let _ = std::fs::remove_file(dir.join(std::process::id().to_string()));
+    // Only when no other record is left in it.
+    let _ = std::fs::remove_dir(&dir);
 }
 
 /// What was removed of one earlier throwaway project.
@@ -362,6 +365,7 @@ pub async fn remove_leftovers<E: Engine>(
             }
         }
         let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_dir(&dir);
         out.push(Leftover {
             project: plan.project,
             removed,
