@@ -36,6 +36,8 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let (containers, networks, volumes, images) = rt.block_on(async {
         let e = &conn.engine;
         apply::check_checkout(e, &plan.project, &plan.dir, a.take_over).await?;
+        let found = crate::verify::remove_leftovers(e, &loaded.config).await?;
+        super::verify::print_leftovers(&found);
         Ok::<_, apply::ApplyError>((
             e.list_containers(&plan.project).await?,
             e.list_networks(&plan.project).await?,
@@ -55,7 +57,17 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|v| format!("volume    {} (its data is lost)", v.name)),
     );
-    lines.extend(images.iter().map(|i| format!("image     {i}")));
+    lines.extend(images.iter().map(|i| {
+        if i.contains('/') {
+            format!("image     {i}")
+        } else {
+            let id = i.strip_prefix("sha256:").unwrap_or(i);
+            format!(
+                "image     {} (untagged: replaced by a rebuild)",
+                &id[..id.len().min(12)]
+            )
+        }
+    }));
     let files = data.len();
     if files > 0 {
         lines.push(format!(
@@ -83,7 +95,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         };
         apply::down(&conn.engine, &plan.project, &opts, &Progress::quiet()).await?;
         for i in &images {
-            conn.engine.remove_image(i).await?;
+            match conn.engine.remove_image(i).await {
+                // Gone with an image it was a layer of.
+                Err(e) if e.kind == crate::engine::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
         Ok::<_, apply::ApplyError>(())
     })

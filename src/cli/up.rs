@@ -1,4 +1,5 @@
-//! `devbox up`: make the engine match sandbox.toml, and wait until it is ready.
+//! `devbox up`: make the engine match sandbox.toml, and wait until it is ready. Exit 130
+//! when interrupted (SIGINT or SIGTERM), leaving what was made so far.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -48,10 +49,32 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         remove_orphans: a.remove_orphans,
         timeout: a.timeout,
     };
-    let report = super::engine::runtime()?.block_on(async {
+    let rt = super::engine::runtime()?;
+    let mut signals = {
+        let _in = rt.enter();
+        crate::verify::Signals::new()?
+    };
+    let work = async {
+        let found = crate::verify::remove_leftovers(&conn.engine, &loaded.config).await?;
+        super::verify::print_leftovers(&found);
         apply::check_checkout(&conn.engine, &plan.project, &plan.dir, a.take_over).await?;
         apply::up(&conn.engine, &plan, &opts, &ui).await
+    };
+    // Interrupted, up stops where it is: what it made stays (created, perhaps not
+    // started), as the next `up` converges it; an unfinished build leaves nothing.
+    let report = rt.block_on(async {
+        tokio::select! {
+            r = work => r.map(Some),
+            () = signals.next() => Ok(None),
+        }
     })?;
+    let Some(report) = report else {
+        eprintln!(
+            "devbox: interrupted; stopped before {} was up: what was made so far stays (`devbox up` finishes it, `devbox down` removes it)",
+            plan.project
+        );
+        return Ok(ExitCode::from(super::verify::EXIT_INTERRUPTED));
+    };
     for n in &report.notes {
         eprintln!("note: {n}");
     }

@@ -1,5 +1,6 @@
 //! `devbox verify`: build, start, probe, tear down, report — under a throwaway project
-//! name and data copy. Exit 0 all passed, 1 a probe failed, 2 config or engine error.
+//! name and data copy. Exit 0 all passed, 1 a probe failed, 2 config or engine error,
+//! 130 interrupted (SIGINT or SIGTERM; the throwaway project is removed first).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,24 @@ use std::time::Duration;
 use super::Global;
 use crate::apply::{Progress, UpOptions};
 use crate::probe::report;
+use crate::verify::{Leftover, Stopped};
+
+/// The exit code after SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Says what was removed of earlier, unfinished `verify` runs.
+pub fn print_leftovers(found: &[Leftover]) {
+    for l in found {
+        if l.removed.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "note: removed what an unfinished `devbox verify` left (project {}): {}",
+            l.project,
+            l.removed.join(", ")
+        );
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,6 +67,14 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Err(e) => return fail(&e),
     };
     let rt = super::engine::runtime()?;
+    let mut signals = {
+        let _in = rt.enter();
+        crate::verify::Signals::new()?
+    };
+    match rt.block_on(crate::verify::remove_leftovers(&conn.engine, config)) {
+        Ok(found) => print_leftovers(&found),
+        Err(e) => return fail(&e),
+    }
     // Ports held by a running `up` of this project would make verify fail to bind.
     let plan = crate::plan::plan(config);
     let running = rt.block_on(crate::engine::Engine::list_containers(
@@ -77,10 +104,46 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         a.keep,
         &opts,
         &ui,
+        &mut signals,
     ));
     let v = match v {
         Ok(v) => v,
-        Err((e, _)) => return fail(&e),
+        Err(Stopped::Failed(e, _)) => return fail(&e),
+        Err(Stopped::Interrupted {
+            project,
+            removed,
+            left: None,
+        }) => {
+            eprintln!(
+                "devbox: interrupted; removed {}",
+                if removed.is_empty() {
+                    format!("throwaway project {project} (nothing of it had been made yet)")
+                } else {
+                    format!("throwaway project {project}: {}", removed.join(", "))
+                }
+            );
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+        Err(Stopped::Interrupted {
+            project,
+            left: Some(e),
+            ..
+        }) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "devbox: interrupted; could not remove throwaway project {project}: the next `devbox verify`, `up` or `reset` of {} removes it",
+                config.project.name
+            );
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+        Err(Stopped::Abandoned { project, scratch }) => {
+            eprintln!(
+                "devbox: interrupted again; left throwaway project {project} (data in {}): the next `devbox verify`, `up` or `reset` of {} removes it",
+                scratch.display(),
+                config.project.name
+            );
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
     };
     if let Some(path) = &a.junit {
         crate::fsutil::write_atomic(
@@ -102,10 +165,9 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     }
     if v.kept {
         eprintln!(
-            "kept running for inspection: project {} (data in {}); `devbox -p {} down --volumes --yes` removes it",
+            "kept running for inspection: project {} (data in {}); the next `devbox verify`, `up` or `reset` removes it",
             v.project,
             scratch.display(),
-            v.project
         );
     }
     Ok(if v.outcomes.iter().all(|o| o.passed) {

@@ -391,7 +391,22 @@ impl Engine for Docker {
             .list_images(Some(opts))
             .await
             .map_err(|e| self.err(e))?;
-        Ok(list.into_iter().flat_map(|i| i.repo_tags).collect())
+        // An image without a tag (`<none>`, replaced by a rebuild) by its id.
+        Ok(list
+            .into_iter()
+            .flat_map(|i| {
+                let tags: Vec<String> = i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect();
+                if tags.is_empty() {
+                    vec![i.id]
+                } else {
+                    tags
+                }
+            })
+            .collect())
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {

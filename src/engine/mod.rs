@@ -219,7 +219,8 @@ pub trait Engine {
     async fn info(&self) -> Result<EngineInfo>;
 
     async fn image_exists(&self, reference: &str) -> Result<bool>;
-    /// Tags of the images devbox built for the project (by label).
+    /// Tags of the images devbox built for the project (by label); the id of one that has
+    /// lost its tag to a rebuild.
     async fn list_images(&self, project: &str) -> Result<Vec<String>>;
     async fn remove_image(&self, reference: &str) -> Result<()>;
     /// Builds from a tar of the context; `progress` gets each output line.
@@ -299,7 +300,10 @@ impl Engine for AnyEngine {
     async fn list_images(&self, project: &str) -> Result<Vec<String>> {
         let all = each!(self, e => e.list_images(project).await)?;
         let prefix = format!("localhost/devbox-{project}-");
-        Ok(all.into_iter().filter(|t| t.starts_with(&prefix)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|t| t.starts_with(&prefix) || !t.contains('/'))
+            .collect())
     }
     async fn remove_image(&self, reference: &str) -> Result<()> {
         each!(self, e => e.remove_image(reference).await)

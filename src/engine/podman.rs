@@ -432,11 +432,23 @@ impl Engine for Podman {
             .get_json(format!("{API}/libpod/images/json?{}", q.finish()))
             .await
             .map_err(|e| self.err(e))?;
+        // An image without a name (`<none>`, replaced by a rebuild) by its id.
         Ok(v.as_array()
             .into_iter()
             .flatten()
-            .flat_map(|i| i["Names"].as_array().cloned().unwrap_or_default())
-            .filter_map(|n| n.as_str().map(str::to_owned))
+            .flat_map(|i| {
+                let names: Vec<String> = i["Names"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect();
+                if names.is_empty() {
+                    i["Id"].as_str().map(str::to_owned).into_iter().collect()
+                } else {
+                    names
+                }
+            })
             .collect())
     }
 
@@ -462,6 +474,9 @@ impl Engine for Podman {
             .append_pair("dockerfile", &spec.containerfile)
             .append_pair("layers", "true")
             .append_pair("rm", "true")
+            // Without it a build whose connection drops (devbox interrupted) leaves its
+            // buildah working container behind.
+            .append_pair("forcerm", "true")
             .append_pair("buildargs", &json!(spec.args).to_string())
             .append_pair("labels", &json!(spec.labels).to_string());
         if let Some(t) = &spec.target {

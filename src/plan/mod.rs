@@ -19,6 +19,10 @@ pub const LABEL_KIND: &str = "devbox.kind";
 /// The project directory a container was made from. Set by apply on the engine's
 /// containers only (not in rendered files), and left out of the config hash.
 pub const LABEL_DIR: &str = "devbox.project-dir";
+/// On what `verify` makes under its throwaway project name: the real project's name, so
+/// that the project's next `up`, `verify` or `reset` can remove what a killed run left
+/// (`podman ps -a --filter label=devbox.parent=NAME` lists it).
+pub const LABEL_PARENT: &str = "devbox.parent";
 
 /// The network every service joins unless it names its own.
 pub const DEFAULT_NETWORK: &str = "default";

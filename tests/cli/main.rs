@@ -22,6 +22,7 @@ mod engine_deadline;
 mod errors;
 mod examples;
 mod import;
+mod interrupts;
 mod networks;
 mod oci;
 mod pipes;
