@@ -52,14 +52,15 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         apply::check_checkout(&conn.engine, &plan.project, &plan.dir, a.take_over).await?;
         apply::up(&conn.engine, &plan, &opts, &ui).await
     })?;
+    ui.finish();
     for n in &report.notes {
-        eprintln!("note: {n}");
+        ui.note(n);
     }
     if !report.orphans.is_empty() && report.removed_orphans.is_empty() {
-        eprintln!(
-            "note: orphan containers (services no longer in the file): {}; `devbox up --remove-orphans` removes them",
+        ui.note(&format!(
+            "orphan containers (services no longer in the file): {}; `devbox up --remove-orphans` removes them",
             report.orphans.join(", ")
-        );
+        ));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
