@@ -47,6 +47,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    eprintln!(
+        "devbox: verifying on {} ({})",
+        engine_name(&conn.endpoint),
+        conn.endpoint.socket.display()
+    );
     let rt = super::engine::runtime()?;
     // Ports held by a running `up` of this project would make verify fail to bind.
     let plan = crate::plan::plan(config);
@@ -78,6 +83,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         &opts,
         &ui,
     ));
+    ui.finish();
     let v = match v {
         Ok(v) => v,
         Err((e, _)) => return fail(&e),
@@ -113,4 +119,16 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(super::EXIT_FAILED)
     })
+}
+
+/// "rootless Podman", "rootful Podman", "Docker" or "rootless Docker": a rootless engine's
+/// socket belongs to the user its daemon runs as, as `info` judges it too.
+fn engine_name(ep: &crate::engine::Endpoint) -> &'static str {
+    let rootless = crate::engine::socket_owned_by_user(&ep.socket);
+    match (ep.kind, rootless) {
+        (crate::engine::Kind::Podman, true) => "rootless Podman",
+        (crate::engine::Kind::Podman, false) => "rootful Podman",
+        (crate::engine::Kind::Docker, true) => "rootless Docker",
+        (crate::engine::Kind::Docker, false) => "Docker",
+    }
 }
