@@ -973,7 +973,7 @@ fn reset_flow(name: &'static str) {
     let o = ok(&e, dir, &["reset", "--yes"]);
     assert!(
         o.stdout
-            .starts_with("refbox reset: 2 containers, 2 networks, 1 volumes"),
+            .starts_with("refbox reset: 2 containers, 2 networks, 1 volume, 0 images, "),
         "[{name}] {}",
         o.stdout
     );

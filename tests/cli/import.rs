@@ -344,3 +344,25 @@ fn compose_sarif_validates_and_points_at_the_compose_file() {
     assert_eq!(loc["region"]["startLine"], 25);
     crate::audit::assert_valid_sarif(p.path(), &out.stdout);
 }
+
+// The summary said "1 services": counts were plural whatever the number.
+#[test]
+fn the_import_summary_counts_one_in_the_singular() {
+    let p = Project::new();
+    std::fs::write(
+        p.path().join("compose.yml"),
+        "services:\n  web:\n    image: localhost/x\n    container_name: w\n",
+    )
+    .unwrap();
+    let out = p
+        .devbox()
+        .args(["import", "compose.yml", "-o", "s.toml"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().last(),
+        Some("wrote s.toml (1 service; 1 setting not mapped, listed above and in the file)"),
+        "{}",
+        out.stderr
+    );
+}
