@@ -262,6 +262,20 @@ fn basic_up(name: &'static str) {
         "[{name}] owner of {}",
         log.display()
     );
+
+    // verify on a terminal: its engine line first, its report after the progress lines.
+    let (code, shown) = on_a_terminal(&e, dir, &["verify"]);
+    assert_eq!(code, 0, "[{name}] {shown}");
+    assert!(
+        shown.starts_with(&format!("{}\n", verifying_line(&e))),
+        "[{name}] {shown:?}"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("✓ the page is served on loopback (")),
+        "[{name}] the report is glued to a progress line: {shown:?}"
+    );
 }
 
 #[test]
