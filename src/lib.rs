@@ -19,5 +19,6 @@ pub mod process;
 pub mod render;
 pub mod runner;
 pub mod verify;
+pub mod words;
 
 pub use cli::main;

@@ -229,7 +229,8 @@ pub async fn build_images<E: Engine>(
             tags.insert(image.key.clone(), ctx.tag);
             continue;
         }
-        ui.step(&key, &format!("building {} ({} files)", ctx.tag, ctx.files));
+        let files = crate::words::count(ctx.files, "file");
+        ui.step(&key, &format!("building {} ({files})", ctx.tag));
         let spec = BuildSpec::new(image, ctx.containerfile.clone());
         let spec = BuildSpec {
             tag: ctx.tag.clone(),

@@ -69,18 +69,16 @@ pub fn refuse_critical(loaded: &Loaded, allow: bool) -> anyhow::Result<()> {
         .collect();
     if allow {
         eprintln!(
-            "warning: starting despite {} critical audit finding{} (--allow-insecure):\n{}",
-            critical.len(),
-            if critical.len() == 1 { "" } else { "s" },
+            "warning: starting despite {} (--allow-insecure):\n{}",
+            crate::words::count(critical.len(), "critical audit finding"),
             list.join("\n")
         );
         return Ok(());
     }
     anyhow::bail!(
-        "refusing to start: {} critical audit finding{}, nothing was started:\n{}\n\
+        "refusing to start: {}, nothing was started:\n{}\n\
          fix them, waive each with a reason under [services.NAME.audit], or pass --allow-insecure",
-        critical.len(),
-        if critical.len() == 1 { "" } else { "s" },
+        crate::words::count(critical.len(), "critical audit finding"),
         list.join("\n")
     )
 }

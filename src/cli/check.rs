@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let c = &loaded.config;
-    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    let plural = crate::words::count;
     if a.json {
         let v = serde_json::json!({
             "file": c.file,

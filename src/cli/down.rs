@@ -11,6 +11,7 @@ use super::Global;
 use crate::apply::{self, DownOptions, Progress};
 use crate::config::{self, ConfigError, Diagnostic, LoadOptions, Loaded, Severity};
 use crate::engine::Engine;
+use crate::words::count;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -70,11 +71,9 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     ))?;
     apply::ports::release(&crate::plan::plan(&loaded.config));
     println!(
-        "{project} is down: {} container{} and {} network{} removed{}; .data kept",
-        r.containers.len(),
-        if r.containers.len() == 1 { "" } else { "s" },
-        r.networks.len(),
-        if r.networks.len() == 1 { "" } else { "s" },
+        "{project} is down: {} and {} removed{}; .data kept",
+        count(r.containers.len(), "container"),
+        count(r.networks.len(), "network"),
         if r.volumes.is_empty() {
             String::new()
         } else {

@@ -183,10 +183,10 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             crate::fsutil::write_atomic(out, text.as_bytes(), 0o644)?;
             let _ = writeln!(
                 err,
-                "wrote {} ({} services; {unmapped} setting{} not mapped, listed above and in the file)",
+                "wrote {} ({}; {} not mapped, listed above and in the file)",
                 out.display(),
-                c.loaded.config.services.len(),
-                if unmapped == 1 { "" } else { "s" }
+                crate::words::count(c.loaded.config.services.len(), "service"),
+                crate::words::count(unmapped, "setting")
             );
         }
         None => print!("{text}"),

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use super::Global;
 use crate::apply::{self, DownOptions, Progress};
 use crate::engine::Engine;
+use crate::words::count;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -71,8 +72,9 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let files = data.len();
     if files > 0 {
         lines.push(format!(
-            "data      {} ({files} entries, secrets included; made again by the next up)",
-            plan.data.root.display()
+            "data      {} ({}, secrets included; made again by the next up)",
+            plan.data.root.display(),
+            count(files, "entry")
         ));
     }
     if lines.is_empty() {
@@ -108,25 +110,25 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let wiped = match crate::data::wipe(&plan.data, &plan.dir) {
         Ok(w) => w,
         Err(e) => anyhow::bail!(
-            "{e}\n{} reset stopped: {} containers, {} networks, {} volumes, {} images and {} of {} data entries removed; still there: {}",
+            "{e}\n{} reset stopped: {}, {}, {}, {} and {} of {} removed; still there: {}",
             plan.project,
-            containers.len(),
-            networks.len(),
-            volumes.len(),
-            images.len(),
+            count(containers.len(), "container"),
+            count(networks.len(), "network"),
+            count(volumes.len(), "volume"),
+            count(images.len(), "image"),
             e.removed.len(),
-            e.removed.len() + e.left.len(),
+            count(e.removed.len() + e.left.len(), "data entry"),
             shown(&e.left)
         ),
     };
     println!(
-        "{} reset: {} containers, {} networks, {} volumes, {} images, {} data entries removed",
+        "{} reset: {}, {}, {}, {}, {} removed",
         plan.project,
-        containers.len(),
-        networks.len(),
-        volumes.len(),
-        images.len(),
-        wiped.len()
+        count(containers.len(), "container"),
+        count(networks.len(), "network"),
+        count(volumes.len(), "volume"),
+        count(images.len(), "image"),
+        count(wiped.len(), "data entry")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -68,6 +68,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             () = signals.next() => Ok(None),
         }
     })?;
+    ui.finish();
     let Some(report) = report else {
         eprintln!(
             "devbox: interrupted; stopped before {} was up: what was made so far stays (`devbox up` finishes it, `devbox down` removes it)",
@@ -76,13 +77,13 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::verify::EXIT_INTERRUPTED));
     };
     for n in &report.notes {
-        eprintln!("note: {n}");
+        ui.note(n);
     }
     if !report.orphans.is_empty() && report.removed_orphans.is_empty() {
-        eprintln!(
-            "note: orphan containers (services no longer in the file): {}; `devbox up --remove-orphans` removes them",
+        ui.note(&format!(
+            "orphan containers (services no longer in the file): {}; `devbox up --remove-orphans` removes them",
             report.orphans.join(", ")
-        );
+        ));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

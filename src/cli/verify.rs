@@ -66,6 +66,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    eprintln!(
+        "devbox: verifying on {} ({})",
+        engine_name(&conn.endpoint),
+        conn.endpoint.socket.display()
+    );
     let rt = super::engine::runtime()?;
     let mut signals = {
         let _in = rt.enter();
@@ -106,6 +111,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         &ui,
         &mut signals,
     ));
+    ui.finish();
     let v = match v {
         Ok(v) => v,
         Err(Stopped::Failed(e, _)) => return fail(&e),
@@ -175,4 +181,16 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(super::EXIT_FAILED)
     })
+}
+
+/// "rootless Podman", "rootful Podman", "Docker" or "rootless Docker": a rootless engine's
+/// socket belongs to the user its daemon runs as, as `info` judges it too.
+fn engine_name(ep: &crate::engine::Endpoint) -> &'static str {
+    let rootless = crate::engine::socket_owned_by_user(&ep.socket);
+    match (ep.kind, rootless) {
+        (crate::engine::Kind::Podman, true) => "rootless Podman",
+        (crate::engine::Kind::Podman, false) => "rootful Podman",
+        (crate::engine::Kind::Docker, true) => "rootless Docker",
+        (crate::engine::Kind::Docker, false) => "Docker",
+    }
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::model::{ExitExpectation, FileType, Matcher, Owner, Probe, ProbeKind};
 use crate::engine::{Engine, ExecSpec, LogOptions};
+use crate::words::count;
 
 /// What one probe found.
 #[derive(Debug, Clone, Serialize)]
@@ -521,11 +522,11 @@ async fn one_try<E: Engine>(engine: &E, containers: &Containers, p: &Probe) -> (
                     }
                     let text = lines.join("\n");
                     if expect.matches(&text) {
-                        Ok(format!("{} log lines, a match", lines.len()))
+                        Ok(format!("{}, a match", count(lines.len(), "log line")))
                     } else {
                         Err(format!(
-                            "{} log lines, last: {:?}",
-                            lines.len(),
+                            "{}, last: {:?}",
+                            count(lines.len(), "log line"),
                             short(lines.last().map_or("", String::as_str))
                         ))
                     }

@@ -35,9 +35,9 @@ pub fn human(project: &str, outcomes: &[Outcome], timings: Option<&Timings>) -> 
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     let _ = write!(
         s,
-        "{project}: {} of {} probes passed",
+        "{project}: {} of {} passed",
         outcomes.len() - failed,
-        outcomes.len()
+        crate::words::count(outcomes.len(), "probe")
     );
     if let Some(t) = timings {
         let _ = write!(

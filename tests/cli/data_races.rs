@@ -527,7 +527,7 @@ secret = "hex:32"
         (o.code, o.stdout.as_str()),
         (
             0,
-            "race-rofs reset: 0 containers, 0 networks, 1 volumes, 0 images, 5 data entries removed\n"
+            "race-rofs reset: 0 containers, 0 networks, 1 volume, 0 images, 5 data entries removed\n"
         ),
         "{o:?}"
     );

@@ -99,7 +99,7 @@ pub(crate) fn engine(name: &'static str) -> Option<Engine> {
 }
 
 /// One engine test at a time: they all publish 127.0.0.1:7777. Held until dropped.
-fn engine_lock() -> nix::fcntl::Flock<File> {
+pub(crate) fn engine_lock() -> nix::fcntl::Flock<File> {
     let f = File::create(std::env::temp_dir().join("devbox-engine-tests.lock")).unwrap();
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
@@ -169,7 +169,7 @@ pub(crate) fn devbox_cmd(e: &Engine, dir: &Path, args: &[&str]) -> Command {
 }
 
 /// The same command as one shell line (for script(1)).
-fn shell_line(e: &Engine, args: &[&str]) -> String {
+pub(crate) fn shell_line(e: &Engine, args: &[&str]) -> String {
     let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut words: Vec<String> = Vec::new();
     if let Some(user) = &e.user {
@@ -271,7 +271,7 @@ pub(crate) fn containers(e: &Engine, dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// Runs `devbox down` when dropped (also when the test panics).
-struct Down<'a>(&'a Engine, &'a Path);
+pub(crate) struct Down<'a>(pub(crate) &'a Engine, pub(crate) &'a Path);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
@@ -973,7 +973,7 @@ fn reset_flow(name: &'static str) {
     let o = ok(&e, dir, &["reset", "--yes"]);
     assert!(
         o.stdout
-            .starts_with("refbox reset: 2 containers, 2 networks, 1 volumes"),
+            .starts_with("refbox reset: 2 containers, 2 networks, 1 volume, 0 images, "),
         "[{name}] {}",
         o.stdout
     );

@@ -377,3 +377,25 @@ fn a_build_context_without_a_dockerfile_is_warned_about_and_the_rest_audited() {
     assert_eq!(out.stderr, "");
     assert_eq!(findings(p.path(), "compose.yml"), without);
 }
+
+// The summary said "1 services": counts were plural whatever the number.
+#[test]
+fn the_import_summary_counts_one_in_the_singular() {
+    let p = Project::new();
+    std::fs::write(
+        p.path().join("compose.yml"),
+        "services:\n  web:\n    image: localhost/x\n    container_name: w\n",
+    )
+    .unwrap();
+    let out = p
+        .devbox()
+        .args(["import", "compose.yml", "-o", "s.toml"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().last(),
+        Some("wrote s.toml (1 service; 1 setting not mapped, listed above and in the file)"),
+        "{}",
+        out.stderr
+    );
+}

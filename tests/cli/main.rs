@@ -29,6 +29,7 @@ mod pipes;
 mod render;
 mod runner;
 mod schema;
+mod templates;
 
 fn main() -> std::process::ExitCode {
     harness::main()

@@ -131,7 +131,7 @@ fn duplicate_networks_devbox_made_are_resolved_on_docker() {
     let o = ok(&e, dir, &["reset", "--yes"]);
     assert!(
         o.stdout
-            .starts_with("dupnet reset: 1 containers, 2 networks"),
+            .starts_with("dupnet reset: 1 container, 2 networks"),
         "{}",
         o.stdout
     );
