@@ -1,5 +1,6 @@
 //! `devbox verify`: build, start, probe, tear down, report — under a throwaway project
-//! name and data copy. Exit 0 all passed, 1 a probe failed, 2 config or engine error,
+//! name and data copy. Exit 0 all passed, 1 a probe failed or the environment could not be
+//! built, started or reached (as for `up`), 2 a bad file or command line,
 //! 130 interrupted (SIGINT or SIGTERM; the throwaway project is removed first).
 
 use std::path::PathBuf;
@@ -58,9 +59,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     super::audit::refuse_critical(&loaded, a.allow_insecure)?;
     let config = &loaded.config;
     let _lock = super::lock_project(&config.project.name, &config.dir, true)?;
+    // The environment could not be built, started or reached: the same failure, and
+    // the same exit 1, as for `up`; 2 stays for a bad file or command line.
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("error: {e}");
-        Ok(ExitCode::from(super::EXIT_CONFIG))
+        Ok(ExitCode::from(super::EXIT_FAILED))
     };
     let conn = match super::engine::connect(&loaded) {
         Ok(c) => c,

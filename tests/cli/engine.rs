@@ -679,6 +679,31 @@ fn engine_errors_name_the_engine_and_socket_and_point_to_doctor() {
     assert!(o.stderr.contains("hint: `devbox doctor`"), "{}", o.stderr);
 }
 
+// An engine error was exit 1 for `up` and 2 for `verify`, though it is the same failure;
+// 2 is for a bad file or command line.
+#[test]
+fn an_engine_error_is_exit_1_for_up_and_verify_alike() {
+    let p = crate::util::Project::with_toml("[services.app]\nimage = \"localhost/x\"\n");
+    for cmd in ["up", "verify", "status", "down"] {
+        let o = crate::util::Devbox::new(p.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["--engine", "docker", cmd])
+            .run();
+        assert_eq!(o.code, 1, "{cmd}: {}", o.stderr);
+        // verify names the engine it is about to use first.
+        let err = o
+            .stderr
+            .strip_prefix("devbox: verifying on Docker (/nonexistent/docker.sock)\n")
+            .filter(|_| cmd == "verify")
+            .unwrap_or(&o.stderr);
+        assert!(
+            err.starts_with("error: docker at /nonexistent/docker.sock: "),
+            "{cmd}: {}",
+            o.stderr
+        );
+    }
+}
+
 #[test]
 fn doctor_reports_the_machine_as_it_is() {
     let required = required();
