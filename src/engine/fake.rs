@@ -136,6 +136,9 @@ fn list(resources: &BTreeMap<String, ResourceInfo>, project: &str) -> Vec<Resour
 }
 
 impl Engine for Fake {
+    fn binds_host_ports(&self) -> bool {
+        false
+    }
     fn kind(&self) -> Kind {
         Kind::Podman
     }

@@ -321,6 +321,14 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
     if !s.extra_hosts.is_empty() {
         put("hostadd", json!(s.extra_hosts));
     }
+    if s.init {
+        // libpod runs its configured init_path (catatonit) as PID 1.
+        put("init", json!(true));
+    }
+    if let Some(n) = s.stop_signal {
+        put("stop_signal", json!(n));
+    }
+    put("stop_timeout", json!(s.stop_timeout_s));
     Value::Object(m)
 }
 

@@ -25,6 +25,7 @@ mod import;
 mod networks;
 mod oci;
 mod pipes;
+mod ports;
 mod render;
 mod runner;
 mod schema;
