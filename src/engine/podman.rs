@@ -72,6 +72,18 @@ impl Podman {
     }
 
     fn err(&self, e: podman_api::Error) -> EngineError {
+        /// libpod wraps some errors with their own cause again (`bind: address already
+        /// in use: address already in use`); say it once.
+        fn once(message: &str) -> String {
+            let m = message.trim_end();
+            for (i, _) in m.match_indices(": ") {
+                let (head, tail) = (&m[..i], &m[i + 2..]);
+                if head == tail || head.ends_with(&format!(": {tail}")) {
+                    return head.to_owned();
+                }
+            }
+            m.to_owned()
+        }
         let (kind, message) = match &e {
             podman_api::Error::Fault { code, message } => (
                 match *code {
@@ -81,7 +93,7 @@ impl Podman {
                     _ if message.contains("already exists") => ErrorKind::Conflict,
                     _ => ErrorKind::Other,
                 },
-                message.clone(),
+                once(message),
             ),
             podman_api::Error::Error(containers_api::conn::Error::Hyper(h)) if h.is_connect() => (
                 ErrorKind::Unreachable,

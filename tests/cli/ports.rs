@@ -269,3 +269,86 @@ fn down_is_quick_and_honours_stop_signal_and_grace_on_rootless_podman() {
 fn down_is_quick_and_honours_stop_signal_and_grace_on_docker() {
     down_honours_init_and_stop_keys("docker");
 }
+
+fn port_taken_during_up_leaves_nothing(name: &'static str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some(e) = engine(name) else { return };
+    let Some(image) = test_var("DEVBOX_TEST_BASE_IMAGE", IMAGE_HINT) else {
+        return;
+    };
+    let port = free_port();
+    let p = project(
+        &e,
+        "race",
+        &format!(
+            "[services.web]\nimage = \"{image}\"\ncommand = [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/\"]\nports = [\"{port}:8080\"]\n"
+        ),
+    );
+    let _down = Down(&e, &p.dir);
+    // Another process takes and frees the port over and over, so that it is sometimes
+    // free when `up` checks and taken when the engine starts the container.
+    let stop = Arc::new(AtomicBool::new(false));
+    let toggler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let held = TcpListener::bind(("127.0.0.1", port));
+                std::thread::sleep(Duration::from_millis(if held.is_ok() { 40 } else { 5 }));
+                drop(held);
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    let mut seen = [0u32; 3];
+    for _ in 0..12 {
+        let o = devbox(&e, &p.dir, &["up"]);
+        if o.code == 0 {
+            seen[2] += 1;
+            ok(&e, &p.dir, &["down", "-t", "1"]);
+            continue;
+        }
+        if o.stderr.starts_with("error: service `web` cannot publish") {
+            seen[0] += 1;
+            assert!(containers(&e, &p.dir).is_empty(), "[{name}] {}", o.stderr);
+        } else {
+            // Taken after the check: the start failed; the container is gone and the
+            // engine's message is said once.
+            seen[1] += 1;
+            assert!(
+                o.stderr.matches("address already in use").count() == 1,
+                "[{name}] {}",
+                o.stderr
+            );
+            assert!(
+                containers(&e, &p.dir).is_empty(),
+                "[{name}] a container was left after a failed start:\n{}",
+                o.stderr
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    toggler.join().unwrap();
+    eprintln!(
+        "[{name}] refused by the check {}, failed start {}, up {}",
+        seen[0], seen[1], seen[2]
+    );
+    // Free now: the next `up` works the first time (no stale address from a failed try).
+    let o = ok(&e, &p.dir, &["up"]);
+    assert!(o.stdout.contains("1 created"), "[{name}] {}", o.stdout);
+}
+
+#[test]
+fn a_port_taken_during_up_leaves_no_container_on_podman() {
+    port_taken_during_up_leaves_nothing("podman");
+}
+
+#[test]
+fn a_port_taken_during_up_leaves_no_container_on_rootless_podman() {
+    port_taken_during_up_leaves_nothing("podman-rootless");
+}
+
+#[test]
+fn a_port_taken_during_up_leaves_no_container_on_docker() {
+    port_taken_during_up_leaves_nothing("docker");
+}
