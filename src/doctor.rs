@@ -279,13 +279,18 @@ pub fn machine(out: &mut Vec<Check>) {
 /// Ports the project declares: free, or held by this project; the real binds of its
 /// containers on loopback unless the file asks otherwise; other projects' claims.
 pub fn ports(out: &mut Vec<Check>, plan: &Plan, running: &[ContainerInfo]) {
-    let mine: Vec<&crate::engine::PublishedPort> =
-        running.iter().flat_map(|c| c.ports.iter()).collect();
     let claims = crate::apply::ports::claims();
     for s in &plan.services {
         for p in &s.spec.ports {
             let name = format!("port {}:{}", p.host_ip, p.host);
-            let held = mine.iter().any(|m| m.host_port == p.host);
+            // Only a running container holds its ports: one left `created` by a failed
+            // start lists them and binds nothing.
+            let held = running.iter().find(|c| {
+                c.running()
+                    && c.ports
+                        .iter()
+                        .any(|m| m.host_port == p.host && m.protocol == p.protocol.as_str())
+            });
             let addr = SocketAddr::new(p.host_ip, p.host);
             let other: Vec<&String> = claims
                 .iter()
@@ -295,11 +300,15 @@ pub fn ports(out: &mut Vec<Check>, plan: &Plan, running: &[ContainerInfo]) {
                 })
                 .map(|(proj, _)| proj)
                 .collect();
-            if held {
+            if let Some(c) = held {
                 out.push(check(
                     &name,
                     Status::Pass,
-                    format!("held by this project (service `{}`)", s.name),
+                    format!(
+                        "held by this project's running container {} (service `{}`)",
+                        c.name,
+                        c.service().unwrap_or(&s.name)
+                    ),
                     None,
                 ));
             } else if TcpListener::bind(addr).is_ok() {
@@ -321,7 +330,10 @@ pub fn ports(out: &mut Vec<Check>, plan: &Plan, running: &[ContainerInfo]) {
                     &name,
                     Status::Fail,
                     if other.is_empty() {
-                        "in use by another process".to_owned()
+                        match crate::apply::ports::holder(p.protocol, p.host) {
+                            Some(h) => format!("in use by {h}, not by this project"),
+                            None => "in use by another process, not by this project".to_owned(),
+                        }
                     } else {
                         format!("in use; devbox project {} claims it", join(&other))
                     },

@@ -49,12 +49,31 @@ pub enum ApplyError {
         ids: Vec<String>,
         engine: Kind,
     },
+    #[error("{}\nhint: stop what holds {}, or publish another host port in sandbox.toml; devbox changed nothing", busy_lines(.0), if .0.len() == 1 { "it" } else { "them" })]
+    PortsInUse(Vec<ports::Busy>),
     #[error("project {project:?} is in use from another directory, {}\nhint: run devbox there, or pass --take-over to manage it from {} instead", .other.display(), .here.display())]
     OtherCheckout {
         project: String,
         other: PathBuf,
         here: PathBuf,
     },
+}
+
+fn busy_lines(busy: &[ports::Busy]) -> String {
+    busy.iter()
+        .map(|b| {
+            format!(
+                "service `{}` cannot publish {}: it is in use{}",
+                b.service,
+                b.addr,
+                b.holder
+                    .as_ref()
+                    .map(|h| format!(" by {h}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn logs_block(logs: &[String]) -> String {
@@ -413,12 +432,38 @@ pub fn desired(
         }
     }
     spec.labels.remove(LABEL_HASH);
-    let hash = crate::plan::hash_of(&format!("{spec:?}"));
+    let hash = crate::plan::hash_of(&hash_text(&spec));
     spec.labels.insert(LABEL_HASH.into(), hash);
+    // Derived from the (hashed) stop timeout, for `down`, which sees only containers.
+    spec.labels
+        .insert(LABEL_STOP_GRACE.into(), spec.stop_timeout_s.to_string());
     // Not hashed: moving a checkout is not a change of settings.
     spec.labels
         .insert(LABEL_DIR.into(), plan.dir.display().to_string());
     Ok(spec)
+}
+
+/// The label that tells `down` how long a container's grace period is, in seconds.
+pub const LABEL_STOP_GRACE: &str = "devbox.stop-grace";
+
+/// What the config hash is taken over: the spec as text. The stop and init settings came
+/// later; at their old values (no init, the image's signal, 10 s) they are left out, so a
+/// container whose settings did not change keeps its hash and is not recreated.
+fn hash_text(spec: &ContainerSpec) -> String {
+    let text = format!("{spec:?}");
+    let old = ", init: false, stop_signal: None, stop_timeout_s: 10 }";
+    match text.strip_suffix(old) {
+        Some(head) => format!("{head} }}"),
+        None => text,
+    }
+}
+
+/// A container's grace period: its label, or the engines' 10 s for one made before it.
+fn stop_grace(c: &ContainerInfo) -> u32 {
+    c.labels
+        .get(LABEL_STOP_GRACE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(crate::config::model::DEFAULT_STOP_GRACE_S)
 }
 
 fn network_spec(n: &NetworkPlan) -> NetworkSpec {
@@ -549,6 +594,16 @@ pub async fn up<E: Engine>(
 ) -> Result<UpReport, ApplyError> {
     let mut report = UpReport::default();
     let info = engine.info().await?;
+
+    // 0. Every published host port can be bound (or is the project's own already), so a
+    // port held elsewhere fails here, before anything is built or created.
+    if engine.binds_host_ports() && plan.services.iter().any(|s| !s.spec.ports.is_empty()) {
+        let own = engine.list_containers(&plan.project).await?;
+        let busy = ports::busy(plan, &own);
+        if !busy.is_empty() {
+            return Err(ApplyError::PortsInUse(busy));
+        }
+    }
 
     // 1. The data tree.
     if !plan.data.dirs.is_empty() || !plan.data.files.is_empty() {
@@ -714,7 +769,7 @@ pub async fn up<E: Engine>(
             other => {
                 if let Some(c) = other {
                     ui.step(&s.name, "recreating");
-                    engine.stop_container(&c.id, 10).await?;
+                    engine.stop_container(&c.id, stop_grace(&c)).await?;
                     engine.remove_container(&c.id).await?;
                     report.recreated.push(s.name.clone());
                 } else if !report.recreated.contains(&s.name) {
@@ -755,7 +810,13 @@ pub async fn up<E: Engine>(
         }
         ui.step(&s.name, "starting");
         let id = &ids[&s.name];
-        engine.start_container(id).await?;
+        if let Err(e) = engine.start_container(id).await {
+            // A container that failed to start (a port taken meanwhile) stays `created`
+            // and, on Podman, keeps its network address; remove it, so that the next
+            // `up` creates it afresh.
+            let _ = engine.remove_container(id).await;
+            return Err(e.into());
+        }
         for n in &late[&s.name] {
             // A restarted container is on the network already, with its rules in
             // random order again: leave and join.
@@ -814,10 +875,15 @@ pub async fn up<E: Engine>(
     Ok(report)
 }
 
+/// A [`DownOptions::timeout_s`] that waits each container's own grace period.
+pub const SERVICE_GRACE: u32 = u32::MAX;
+
 #[derive(Debug, Clone, Default)]
 pub struct DownOptions {
     /// Also remove the project's named volumes (the caller has listed and confirmed them).
     pub volumes: bool,
+    /// Seconds to wait before killing; [`SERVICE_GRACE`] gives each container its
+    /// service's `stop_grace_period`.
     pub timeout_s: u32,
 }
 
@@ -842,7 +908,12 @@ pub async fn down<E: Engine>(
     let stops = containers.iter().map(|c| async move {
         ui.step(&c.name, "stopping");
         if c.running() {
-            engine.stop_container(&c.id, opts.timeout_s).await?;
+            let t = if opts.timeout_s == SERVICE_GRACE {
+                stop_grace(c)
+            } else {
+                opts.timeout_s
+            };
+            engine.stop_container(&c.id, t).await?;
         }
         engine.remove_container(&c.id).await?;
         ui.done(&c.name, "removed");

@@ -74,3 +74,108 @@ pub fn claims() -> BTreeMap<String, Vec<u16>> {
     }
     out
 }
+
+/// A published host address that something else holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    pub service: String,
+    /// `127.0.0.1:8080`, or `127.0.0.1:8080/udp`.
+    pub addr: String,
+    /// `pid 123 (python3)`, when /proc tells.
+    pub holder: Option<String>,
+}
+
+/// The plan's published ports that cannot be bound now, leaving out those that `own`
+/// (the project's running containers) publish: recreating those frees them first.
+/// Binding is the only sure test; the socket is closed at once.
+pub fn busy(plan: &Plan, own: &[crate::engine::ContainerInfo]) -> Vec<Busy> {
+    use crate::config::model::Protocol;
+    let mut out = Vec::new();
+    for s in &plan.services {
+        for p in &s.spec.ports {
+            let ours = own.iter().any(|c| {
+                c.running()
+                    && c.service() == Some(s.name.as_str())
+                    && c.ports
+                        .iter()
+                        .any(|q| q.host_port == p.host && q.protocol == p.protocol.as_str())
+            });
+            if ours {
+                continue;
+            }
+            let at = std::net::SocketAddr::new(p.host_ip, p.host);
+            let r = match p.protocol {
+                Protocol::Tcp => std::net::TcpListener::bind(at).map(drop),
+                Protocol::Udp => std::net::UdpSocket::bind(at).map(drop),
+            };
+            if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse) {
+                out.push(Busy {
+                    service: s.name.clone(),
+                    addr: match p.protocol {
+                        Protocol::Tcp => at.to_string(),
+                        Protocol::Udp => format!("{at}/udp"),
+                    },
+                    holder: holder(p.protocol, p.host),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The process with a socket bound to `port` (the kernel's socket tables give the inode,
+/// a process's `fd/` links name it). `None` when it cannot be seen (another user's
+/// process without privilege, another network namespace).
+pub fn holder(proto: crate::config::model::Protocol, port: u16) -> Option<String> {
+    use crate::config::model::Protocol;
+    let tables: &[&str] = match proto {
+        Protocol::Tcp => &["/proc/net/tcp", "/proc/net/tcp6"],
+        Protocol::Udp => &["/proc/net/udp", "/proc/net/udp6"],
+    };
+    let mut inodes = BTreeMap::new();
+    for t in tables {
+        let Ok(text) = std::fs::read_to_string(t) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let lport = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            // TCP: listening (0A); UDP: any bound socket.
+            let bound = proto == Protocol::Udp || *state == "0A";
+            if lport == Some(port) && bound && *inode != "0" {
+                inodes.insert(format!("socket:[{inode}]"), ());
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if inodes.contains_key(link.to_string_lossy().as_ref()) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim_end().to_owned())
+                    .unwrap_or_default();
+                return Some(format!("pid {pid} ({comm})"));
+            }
+        }
+    }
+    None
+}

@@ -404,3 +404,31 @@ fn a_container_without_the_directory_label_is_adopted() {
         .unwrap();
     assert_eq!(r.unchanged, vec!["db"]);
 }
+
+// A start that fails (its host port taken after the check) left the container `created`
+// with its network address; `up` removes it, so the next `up` creates it afresh.
+#[test]
+fn a_container_that_fails_to_start_is_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), TWO);
+    let mut e = fake();
+    e.fail_start = Some("demo-web".into());
+    let rt = rt();
+    let err = rt
+        .block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap_err();
+    assert!(err.to_string().contains("address already in use"), "{err}");
+    let calls = e.calls();
+    let at = calls
+        .iter()
+        .position(|c| c == "start_container demo-web (fails)")
+        .unwrap_or_else(|| panic!("{calls:?}"));
+    assert_eq!(calls[at + 1..], ["remove_container demo-web"], "{calls:?}");
+    let left: Vec<String> = rt
+        .block_on(e.list_containers("demo"))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(left, ["demo-db"]);
+}

@@ -21,9 +21,10 @@ pub struct Args {
     /// Do not ask (needed for --volumes when stdin is not a terminal).
     #[arg(short, long)]
     pub yes: bool,
-    /// Seconds to wait for each container to stop before killing it.
-    #[arg(short, long, default_value_t = 10)]
-    pub timeout: u32,
+    /// Seconds to wait for each container to stop before killing it; default each
+    /// service's `stop_grace_period` (10 s unless set).
+    #[arg(short, long)]
+    pub timeout: Option<u32>,
     /// Act on the project even when its containers were made from another directory
     /// with the same [project] name (another checkout).
     #[arg(long)]
@@ -61,7 +62,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     }
     let opts = DownOptions {
         volumes,
-        timeout_s: a.timeout,
+        timeout_s: a.timeout.unwrap_or(apply::SERVICE_GRACE),
     };
     let r = rt.block_on(apply::down(
         &conn.engine,

@@ -68,6 +68,17 @@ pub enum SizeValue {
     Text(String),
 }
 
+/// A signal: a name (`"SIGINT"`, `"INT"`) or a number.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(
+    untagged,
+    expecting = "a signal such as \"SIGINT\" or \"TERM\", or a signal number"
+)]
+pub enum SignalValue {
+    Number(i64),
+    Name(String),
+}
+
 /// `expect_exit`: a number, or `"zero" | "nonzero" | "denied"`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(

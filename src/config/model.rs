@@ -150,11 +150,41 @@ pub struct Service {
     pub devices: Vec<String>,
     pub sysctls: BTreeMap<String, String>,
     pub extra_hosts: Vec<String>,
+    /// The stop signal's number, when the file sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
+    /// Seconds between the stop signal and the kill, when the file sets it (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_grace_s: Option<u32>,
+    /// An init as PID 1. Left out of the config hash when off, as containers were made
+    /// before the key existed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
     /// Audit findings accepted for this service: rule id -> reason.
     pub waivers: BTreeMap<String, String>,
     /// The hardened defaults devbox filled in because the file left them unset,
     /// as `key = value` strings, for the rendered plan and `devbox config`.
     pub defaults_applied: Vec<String>,
+}
+
+/// The grace period when the file sets none, as compose and the engines have it.
+pub const DEFAULT_STOP_GRACE_S: u32 = 10;
+
+impl Service {
+    pub fn stop_grace_s(&self) -> u32 {
+        self.stop_grace_s.unwrap_or(DEFAULT_STOP_GRACE_S)
+    }
+}
+
+/// A signal's name as engines and compose write it (`SIGINT`, `SIGRTMIN+3`).
+pub fn signal_name(n: i32) -> String {
+    match nix::sys::signal::Signal::try_from(n) {
+        Ok(s) => s.as_str().to_owned(),
+        Err(_) if n >= nix::libc::SIGRTMIN() && n <= nix::libc::SIGRTMAX() => {
+            format!("SIGRTMIN+{}", n - nix::libc::SIGRTMIN())
+        }
+        Err(_) => n.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

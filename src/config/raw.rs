@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::forms::{
-    DependsOn, EnvValue, ExpectExit, HealthTest, NetPolicy, OneOrMany, PortSpec, SizeValue,
-    StringOrList, Ulimit, VolumeSpec,
+    DependsOn, EnvValue, ExpectExit, HealthTest, NetPolicy, OneOrMany, PortSpec, SignalValue,
+    SizeValue, StringOrList, Ulimit, VolumeSpec,
 };
 
 /// A whole `sandbox.toml`.
@@ -223,6 +223,16 @@ pub struct RawService {
     /// `"host:ip"` entries for `/etc/hosts`.
     #[serde(default)]
     pub extra_hosts: Vec<String>,
+    /// The signal that asks the service to stop: `"SIGINT"`, `"INT"` or a number; default
+    /// the image's (`SIGTERM` unless the image says otherwise).
+    pub stop_signal: Option<SignalValue>,
+    /// How long `down` and a recreate wait after the stop signal before killing the
+    /// service: a duration such as `"1s"` or `"1m30s"` (whole seconds, rounded up);
+    /// default `"10s"`.
+    pub stop_grace_period: Option<String>,
+    /// Run a small init (catatonit on Podman, tini on Docker) as PID 1, which forwards
+    /// signals and reaps zombies; default `true`.
+    pub init: Option<bool>,
     /// Accepted `devbox audit` findings, each with its reason.
     pub audit: Option<RawAuditWaivers>,
 }

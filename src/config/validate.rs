@@ -10,7 +10,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::diagnostic::{Diagnostic, KeyPath, Seg};
 use super::forms::{
-    self, DependsOn, EnvValue, ExpectExit, PortSpec, SizeValue, StringOrList, VolumeSpec,
+    self, DependsOn, EnvValue, ExpectExit, PortSpec, SignalValue, SizeValue, StringOrList,
+    VolumeSpec,
 };
 use super::model::*;
 use super::raw::*;
@@ -1172,6 +1173,14 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
             );
         }
     }
+    let stop_signal = raw
+        .stop_signal
+        .as_ref()
+        .and_then(|v| stop_signal(cx, &p.key("stop_signal"), v));
+    let stop_grace_s = raw.stop_grace_period.as_ref().and_then(|g| {
+        duration(cx, &p.key("stop_grace_period"), g)
+            .map(|ms| u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX))
+    });
     if let Some(w) = &raw.workdir {
         if !w.starts_with('/') {
             cx.err(
@@ -1224,9 +1233,52 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
         devices: raw.devices.clone(),
         sysctls: env_map(&raw.sysctls),
         extra_hosts: raw.extra_hosts.clone(),
+        stop_signal,
+        stop_grace_s,
+        init: raw.init.unwrap_or(true),
         waivers: waivers(cx, &p.key("audit").key("allow"), raw.audit.as_ref()),
         defaults_applied: defaults,
     }
+}
+
+/// A stop signal by name (`SIGINT`, `INT`, `SIGRTMIN+3`, any case) or number.
+fn stop_signal(cx: &mut Ctx, path: &KeyPath, v: &SignalValue) -> Option<i32> {
+    let (rtmin, rtmax) = (nix::libc::SIGRTMIN(), nix::libc::SIGRTMAX());
+    let n = match v {
+        SignalValue::Number(n) => i32::try_from(*n).ok().filter(|n| (1..=rtmax).contains(n)),
+        SignalValue::Name(s) => {
+            let up = s.trim().to_ascii_uppercase();
+            let name = if up.starts_with("SIG") {
+                up
+            } else {
+                format!("SIG{up}")
+            };
+            if let Some(off) = name.strip_prefix("SIGRTMIN+") {
+                off.parse::<i32>()
+                    .ok()
+                    .map(|o| rtmin + o)
+                    .filter(|n| *n <= rtmax)
+            } else if name == "SIGRTMIN" {
+                Some(rtmin)
+            } else {
+                name.parse::<nix::sys::signal::Signal>()
+                    .ok()
+                    .map(|s| s as i32)
+            }
+        }
+    };
+    let n = n.filter(|n| *n != nix::libc::SIGKILL && *n != nix::libc::SIGSTOP);
+    if n.is_none() {
+        let shown = match v {
+            SignalValue::Number(n) => n.to_string(),
+            SignalValue::Name(s) => format!("\"{s}\""),
+        };
+        cx.err(
+            Diagnostic::error(path.clone(), format!("invalid stop signal {shown}"))
+                .expected(format!("a signal that can be caught, such as \"SIGINT\", \"TERM\" or 2 (1 to {rtmax}, not KILL or STOP)")),
+        );
+    }
+    n
 }
 
 fn waivers(cx: &mut Ctx, p: &KeyPath, raw: Option<&RawAuditWaivers>) -> BTreeMap<String, String> {

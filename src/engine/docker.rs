@@ -270,6 +270,8 @@ pub fn create_body(s: &ContainerSpec) -> ContainerCreateBody {
         devices: Some(devices),
         sysctls: (!s.sysctls.is_empty()).then(|| hash_map(&s.sysctls)),
         extra_hosts: Some(s.extra_hosts.clone()),
+        // Docker's docker-init (tini) as PID 1.
+        init: s.init.then_some(true),
         userns_mode: match s.userns {
             Some(Userns::Host) => Some("host".into()),
             _ => None,
@@ -293,6 +295,8 @@ pub fn create_body(s: &ContainerSpec) -> ContainerCreateBody {
             start_period: Some(h.start_period_ms as i64 * 1_000_000),
             start_interval: None,
         }),
+        stop_signal: s.stop_signal.map(crate::config::model::signal_name),
+        stop_timeout: Some(i64::from(s.stop_timeout_s)),
         host_config: Some(host_config),
         networking_config: endpoints.map(|e| NetworkingConfig {
             endpoints_config: Some(e),

@@ -29,6 +29,8 @@ pub struct Fake {
     pub health: Option<String>,
     /// Accept a second network of a taken name, as Docker 20.10 does.
     pub duplicate_network_names: bool,
+    /// Starting this container name fails, as a start whose host port was taken does.
+    pub fail_start: Option<String>,
 }
 
 impl Fake {
@@ -136,6 +138,9 @@ fn list(resources: &BTreeMap<String, ResourceInfo>, project: &str) -> Vec<Resour
 }
 
 impl Engine for Fake {
+    fn binds_host_ports(&self) -> bool {
+        false
+    }
     fn kind(&self) -> Kind {
         Kind::Podman
     }
@@ -348,6 +353,16 @@ impl Engine for Fake {
             .values_mut()
             .find(|c| c.id == id)
             .ok_or_else(|| Self::not_found("container"))?;
+        if self.fail_start.as_deref() == Some(c.name.as_str()) {
+            let name = c.name.clone();
+            s.calls.push(format!("start_container {name} (fails)"));
+            return Err(EngineError {
+                engine: Kind::Podman,
+                socket: "/fake.sock".into(),
+                kind: ErrorKind::Other,
+                message: "cannot listen on the TCP port: address already in use".into(),
+            });
+        }
         c.state = "running".into();
         c.health = health;
         let name = c.name.clone();

@@ -242,6 +242,12 @@ pub trait Engine {
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()>;
     async fn remove_volume(&self, name: &str) -> Result<()>;
 
+    /// Whether the containers' published ports are bound on this host, so that `up` can
+    /// test them by binding first (the recording fake binds nothing).
+    fn binds_host_ports(&self) -> bool {
+        true
+    }
+
     /// Every container of the project, running or not.
     async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>>;
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo>;
@@ -290,6 +296,9 @@ macro_rules! each {
 impl Engine for AnyEngine {
     fn kind(&self) -> Kind {
         each!(self, e => e.kind())
+    }
+    fn binds_host_ports(&self) -> bool {
+        each!(self, e => e.binds_host_ports())
     }
     async fn info(&self) -> Result<EngineInfo> {
         each!(self, e => e.info().await)

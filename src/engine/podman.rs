@@ -72,6 +72,18 @@ impl Podman {
     }
 
     fn err(&self, e: podman_api::Error) -> EngineError {
+        /// libpod wraps some errors with their own cause again (`bind: address already
+        /// in use: address already in use`); say it once.
+        fn once(message: &str) -> String {
+            let m = message.trim_end();
+            for (i, _) in m.match_indices(": ") {
+                let (head, tail) = (&m[..i], &m[i + 2..]);
+                if head == tail || head.ends_with(&format!(": {tail}")) {
+                    return head.to_owned();
+                }
+            }
+            m.to_owned()
+        }
         let (kind, message) = match &e {
             podman_api::Error::Fault { code, message } => (
                 match *code {
@@ -81,7 +93,7 @@ impl Podman {
                     _ if message.contains("already exists") => ErrorKind::Conflict,
                     _ => ErrorKind::Other,
                 },
-                message.clone(),
+                once(message),
             ),
             podman_api::Error::Error(containers_api::conn::Error::Hyper(h)) if h.is_connect() => (
                 ErrorKind::Unreachable,
@@ -321,6 +333,14 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
     if !s.extra_hosts.is_empty() {
         put("hostadd", json!(s.extra_hosts));
     }
+    if s.init {
+        // libpod runs its configured init_path (catatonit) as PID 1.
+        put("init", json!(true));
+    }
+    if let Some(n) = s.stop_signal {
+        put("stop_signal", json!(n));
+    }
+    put("stop_timeout", json!(s.stop_timeout_s));
     Value::Object(m)
 }
 

@@ -93,6 +93,12 @@ pub struct ContainerSpec {
     pub devices: Vec<String>,
     pub sysctls: BTreeMap<String, String>,
     pub extra_hosts: Vec<String>,
+    /// Run the engine's init as PID 1.
+    pub init: bool,
+    /// The stop signal's number; `None` leaves the image's.
+    pub stop_signal: Option<i32>,
+    /// Seconds between the stop signal and the kill.
+    pub stop_timeout_s: u32,
 }
 
 /// Reads `KEY=VALUE` lines of an env file (`#` comments and blank lines skipped).
@@ -235,5 +241,8 @@ pub fn container_spec(
         devices: spec.devices.clone(),
         sysctls: spec.sysctls.clone(),
         extra_hosts: spec.extra_hosts.clone(),
+        init: spec.init,
+        stop_signal: spec.stop_signal,
+        stop_timeout_s: spec.stop_grace_s(),
     })
 }

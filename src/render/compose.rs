@@ -334,6 +334,18 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
     if !spec.extra_hosts.is_empty() {
         m.insert("extra_hosts".into(), json!(spec.extra_hosts));
     }
+    if spec.init {
+        m.insert("init".into(), json!(true));
+    }
+    if let Some(n) = spec.stop_signal {
+        m.insert(
+            "stop_signal".into(),
+            json!(crate::config::model::signal_name(n)),
+        );
+    }
+    if let Some(g) = spec.stop_grace_s {
+        m.insert("stop_grace_period".into(), json!(format!("{g}s")));
+    }
     for n in &s.notes {
         warnings.push(format!("compose: services.{}: {n}", s.name));
     }

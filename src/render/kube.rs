@@ -347,6 +347,16 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
             .collect();
         pod_spec.insert("hostAliases".into(), json!(aliases));
     }
+    if let Some(g) = spec.stop_grace_s {
+        pod_spec.insert("terminationGracePeriodSeconds".into(), json!(g));
+    }
+    if let Some(n) = spec.stop_signal {
+        warnings.push(format!(
+            "kube: services.{}.stop_signal {} has no Pod field (Kubernetes sends SIGTERM); not rendered",
+            s.name,
+            crate::config::model::signal_name(n)
+        ));
+    }
     if !spec.devices.is_empty() {
         warnings.push(format!(
             "kube: services.{}.devices have no Pod field; not rendered",

@@ -728,7 +728,15 @@ fn doctor_reports_the_machine_as_it_is() {
     assert_eq!(ns["status"], "pass", "{ns}");
     let held_check = find(&format!("port 127.0.0.1:{port}")).unwrap();
     assert_eq!(held_check["status"], "fail", "{held_check}");
-    assert_eq!(held_check["detail"], "in use by another process");
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    assert_eq!(
+        held_check["detail"],
+        format!(
+            "in use by pid {} ({}), not by this project",
+            std::process::id(),
+            comm.trim_end()
+        )
+    );
     assert_eq!(o.code, 1, "a failed check fails doctor");
     drop(held);
     if required {

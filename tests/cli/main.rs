@@ -26,6 +26,7 @@ mod interrupts;
 mod networks;
 mod oci;
 mod pipes;
+mod ports;
 mod render;
 mod runner;
 mod schema;

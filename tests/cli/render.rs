@@ -533,3 +533,34 @@ fn rendered_pods_of_clean_projects_meet_the_restricted_profile() {
     }
     assert!(pods >= 2, "{pods} pods checked");
 }
+
+// The stop keys reach compose as they are and kube as far as a Pod can say them.
+#[test]
+fn stop_keys_render_to_compose_and_kube() {
+    let p = Project::with_toml(
+        "[project]\nname = \"stopkeys\"\n\n[services.web]\nimage = \"localhost/x:1\"\nstop_signal = \"int\"\nstop_grace_period = \"2500ms\"\n",
+    );
+    let c = render(p.path(), "compose");
+    for want in [
+        "init: true",
+        "stop_signal: SIGINT",
+        "stop_grace_period: \"3s\"",
+    ] {
+        assert!(
+            c.stdout.contains(want),
+            "compose lacks {want}:\n{}",
+            c.stdout
+        );
+    }
+    let k = render(p.path(), "kube");
+    assert!(
+        k.stdout.contains("terminationGracePeriodSeconds: 3"),
+        "{}",
+        k.stdout
+    );
+    assert!(
+        k.stderr.contains("kube: services.web.stop_signal SIGINT has no Pod field (Kubernetes sends SIGTERM); not rendered"),
+        "{}",
+        k.stderr
+    );
+}
