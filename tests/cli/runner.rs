@@ -64,6 +64,7 @@ impl Sandbox {
         )
         .unwrap();
         std::fs::create_dir_all(self.path().join("out")).unwrap();
+        std::fs::create_dir_all(self.path().join("cwd")).unwrap();
         std::fs::write(self.path().join("secret.txt"), "host secret\n").unwrap();
     }
 
@@ -124,7 +125,16 @@ impl Sandbox {
         args.extend_from_slice(flags);
         args.extend(["--", PY, &script]);
         args.extend_from_slice(case);
-        self.run(&args)
+        // From a directory of its own: the one shown as the working directory holds nothing
+        // the cases try to reach.
+        let mut c = self.command(&args, &[]);
+        c.current_dir(self.path().join("cwd"));
+        let out = c.output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -981,3 +991,61 @@ control = true
         serde_json::from_str(o.stdout.trim().strip_prefix("OK ").unwrap()).unwrap();
     assert_eq!(json["worker"], "status");
 }
+
+// `devbox run --rw ./out ... -- python3 fetch.py`, as getting-started has it, ran in /tmp
+// without the caller's directory: the script was not found.
+both!(ad_hoc_runs_in_the_callers_directory, |s| {
+    std::fs::write(
+        s.path().join("fetch.sh"),
+        "pwd; echo fetched > out/data; touch here 2>/dev/null || echo cwd read-only\n",
+    )
+    .unwrap();
+    let o = s.run(&[
+        "run",
+        "--audit",
+        "-",
+        "--rw",
+        "./out",
+        "--net",
+        "allow=pypi.org:443",
+        "--",
+        "sh",
+        "fetch.sh",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let cwd = s.path().display().to_string();
+    assert_eq!(o.stdout, format!("{cwd}\ncwd read-only\n"));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("out/data")).unwrap(),
+        "fetched\n"
+    );
+    assert!(!s.path().join("here").exists());
+    assert!(
+        o.stderr.contains(&format!(
+            r#""kind":"fs","decision":"allow","what":"{cwd}","rule":"fs.read""#
+        )),
+        "{o:?}"
+    );
+    // --workdir says where the command starts instead, and the directory stays unseen; a
+    // --rw over the directory keeps it writable.
+    let o = s.run(&[
+        "run",
+        "--workdir",
+        "/tmp",
+        "--",
+        "sh",
+        "-c",
+        &format!("pwd; ls {cwd}"),
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "/tmp\n"), "{o:?}");
+    let o = s.run(&[
+        "run",
+        "--rw",
+        ".",
+        "--",
+        "sh",
+        "-c",
+        "touch here && ls here",
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "here\n"), "{o:?}");
+});
