@@ -28,6 +28,10 @@ impl Sandbox {
             .prefix("devbox-run-")
             .tempdir()
             .unwrap();
+        // Open to others, as a project directory usually is: root's worker is `nobody`
+        // on the host.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = Self { user: None, dir };
         s.setup();
         s
@@ -405,6 +409,8 @@ both!(read_a_host_file_outside_the_policy, |s| {
 
 both!(etc_shadow, |s| {
     s.escape(&[], &["shadow"]).assert_contained();
+    // Shown /etc: root's worker, once host uid 0, read shadow; as nobody it cannot.
+    s.escape(&["--ro", "/etc"], &["shadow"]).assert_contained();
     // Shown /etc, denied /etc/shadow: deny wins.
     s.escape(&["--ro", "/etc", "--deny", "/etc/shadow"], &["shadow"])
         .assert_contained();
@@ -1048,4 +1054,85 @@ both!(ad_hoc_runs_in_the_callers_directory, |s| {
         "touch here && ls here",
     ]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "here\n"), "{o:?}");
+});
+
+/// The worker's uid and gid on the host, read from outside while it runs.
+fn host_ids_of_worker(s: &Sandbox, extra: &[&str]) -> (String, String) {
+    // Apart for the root and the user run of the same test, which run at once.
+    let marker = format!("{}.{}", 300 + u32::from(s.is_root()), rand_suffix());
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "sleep", &marker]);
+    let mut child = s.command(&args, &[]).spawn().unwrap();
+    let want = format!("sleep\0{marker}\0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd == want.as_bytes())
+                .then(|| std::fs::read_to_string(e.path().join("status")).ok())
+                .flatten()
+        });
+        if let Some(st) = found {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the worker never showed up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+// A worker started by root ran as host uid 0: with /etc shown it read /etc/shadow, and it
+// owned every root file it could see. It is `nobody` on the host now, root only inside.
+both!(a_worker_is_never_host_root, |s| {
+    let (uid, gid) = host_ids_of_worker(s, &[]);
+    let want = s.user.as_deref().map(nix_uid).unwrap_or(65534);
+    assert_eq!(uid, format!("{want} {want} {want} {want}"));
+    assert_eq!(gid.split(' ').count(), 4, "{gid}");
+    assert!(!gid.split(' ').any(|g| g == "0"), "{gid}");
+    let out = s.path().join("out").display().to_string();
+    let o = s.run(&[
+        "run",
+        "--ro",
+        "/etc",
+        "--rw",
+        &out,
+        "--",
+        "sh",
+        "-c",
+        &format!("id -u; echo x > {out}/made; mkdir {out}/sub; cat /etc/shadow"),
+    ]);
+    let caller = s.user.as_deref().map(nix_uid).unwrap_or(0);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (1, format!("{caller}\n").as_str()),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr
+            .ends_with("cat: can't open '/etc/shadow': Permission denied\n")
+            || o.stderr.ends_with("cat: /etc/shadow: Permission denied\n"),
+        "{o:?}"
+    );
+    // What it wrote under --rw is the caller's on the host.
+    use std::os::unix::fs::MetadataExt;
+    for p in ["out/made", "out/sub"] {
+        let m = std::fs::metadata(s.path().join(p)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (caller, if s.is_root() { 0 } else { m.gid() }),
+            "{p}"
+        );
+    }
 });
