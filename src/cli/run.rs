@@ -75,7 +75,8 @@ pub struct Args {
     /// second such signal kills it at once.
     #[arg(long, value_name = "DURATION")]
     pub stop_grace: Option<String>,
-    /// Working directory inside the sandbox.
+    /// Working directory inside the sandbox. Ad hoc without it, the current directory is
+    /// shown (read-only unless a --rw covers it) and the command starts there.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
     /// Where decisions are logged: a file, or `-` for stderr. Default: the project's
@@ -112,7 +113,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
                 "adhoc".to_string(),
                 Worker {
                     command: a.args.clone(),
-                    workdir: "/tmp".into(),
+                    workdir: cwd.display().to_string(),
                     control: false,
                     policy: Policy {
                         net: NetPolicy::None,
@@ -131,6 +132,9 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = overlay(&mut worker.policy, a, &cwd) {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(super::EXIT_CONFIG));
+    }
+    if a.worker.is_none() && a.workdir.is_none() {
+        show_cwd(&mut worker, &cwd);
     }
     if let Some(w) = &a.workdir {
         worker.workdir = absolute(w, &cwd).display().to_string();
@@ -309,6 +313,24 @@ fn detach(
             Ok(ExitCode::from(code.clamp(1, 255) as u8))
         }
     }
+}
+
+/// Ad hoc without `--workdir`, the command starts where the caller is, as docker's
+/// `-w $PWD -v $PWD:$PWD` would have it: the current directory is shown read-only unless a
+/// shown or denied path already covers it (a `--rw` parent keeps it writable, a `--deny`
+/// keeps it hidden). `/` is never shown whole.
+fn show_cwd(w: &mut Worker, cwd: &Path) {
+    let fs = &w.policy.fs;
+    let covered = fs
+        .read
+        .iter()
+        .chain(&fs.write)
+        .chain(&fs.deny)
+        .any(|p| cwd.starts_with(p));
+    if cwd != Path::new("/") && !covered {
+        w.policy.fs.read.push(cwd.to_path_buf());
+    }
+    w.workdir = cwd.display().to_string();
 }
 
 /// Lays the flags over the worker's policy: paths and lists add, limits replace.

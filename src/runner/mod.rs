@@ -8,6 +8,7 @@ pub mod audit;
 pub mod caps;
 pub mod cgroup;
 pub mod elf;
+pub mod idmap;
 pub mod landlock;
 pub mod proxy;
 pub mod rlimit;

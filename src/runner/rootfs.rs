@@ -65,6 +65,9 @@ pub struct Plan {
     pub shown: Vec<(PathBuf, bool)>,
     /// Things skipped, for the supervisor to print (missing read paths).
     pub notes: Vec<String>,
+    /// The host paths shown through idmapped mounts, in the order of their
+    /// `Op::MoveIdmapped`: the supervisor makes one detached tree for each.
+    pub idmapped: Vec<PathBuf>,
 }
 
 /// Options the spec alone does not decide.
@@ -79,6 +82,9 @@ pub struct Options {
     /// Enforce `exec.allow` with mounts (when Landlock is unavailable): every bind is
     /// `noexec` but library directories and the allowed binaries themselves.
     pub exec_by_mounts: bool,
+    /// Show writable paths through idmapped mounts (a worker started by root runs as
+    /// another host uid; see `idmap`).
+    pub idmap_writable: bool,
 }
 
 /// Where the control socket is, inside the sandbox.
@@ -243,6 +249,13 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
         bind_one(m, host, opts, &mut linked, &mut bound, ops, &mut p.notes);
     }
 
+    p.idmapped = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::MoveIdmapped { src, .. } => Some(src.clone()),
+            _ => None,
+        })
+        .collect();
     p.shown = bound
         .iter()
         .map(|(b, a)| (b.clone(), !a.readonly))
@@ -450,7 +463,26 @@ fn bind_one(
             if parent.is_some_and(|(_, a)| *a == attrs) {
                 return;
             }
-            bind(ops, &real, dir, attrs, true);
+            if m.kind == MountKind::ReadWrite && opts.idmap_writable {
+                let dst = under(NEW, &real);
+                ops.push(if dir {
+                    Op::Mkdir(dst.clone())
+                } else {
+                    Op::Touch(dst.clone())
+                });
+                ops.push(Op::MoveIdmapped {
+                    src: real.clone(),
+                    dst: dst.clone(),
+                    fd: -1,
+                });
+                ops.push(Op::SetAttrs {
+                    path: dst,
+                    attrs,
+                    recursive: true,
+                });
+            } else {
+                bind(ops, &real, dir, attrs, true);
+            }
             bound.push((real, attrs));
         }
     }

@@ -28,6 +28,9 @@ use crate::config::model::Limits;
 pub struct Inside {
     pub uid: u32,
     pub gid: u32,
+    /// The supervisor writes the id maps (a worker started by root runs as `nobody` on the
+    /// host) and hands over the idmapped trees of the writable paths: wait for them.
+    pub mapped_by_supervisor: bool,
     pub hostname: String,
     /// Bring up loopback (own network namespace).
     pub loopback: bool,
@@ -86,6 +89,11 @@ pub fn init(mut inside: Inside, fds: Fds) -> ! {
     // Die with the supervisor: PDEATHSIG for the common case, the `alive` pipe for
     // everything PDEATHSIG misses (it follows the parent *thread*).
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if inside.mapped_by_supervisor {
+        if let Err(e) = take_ids(&mut inside, sock) {
+            fail(sock, &e);
+        }
+    }
     if let Err(e) = setup(&inside) {
         fail(sock, &e);
     }
@@ -205,12 +213,57 @@ pub(super) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 
+/// Waits for the supervisor's maps and idmapped trees, gives each `MoveIdmapped` its
+/// descriptor, and becomes the mapped ids (host `nobody`): until then the init is still
+/// host root by its credentials, and keeps host root's supplementary groups.
+fn take_ids(inside: &mut Inside, sock: RawFd) -> Result<(), String> {
+    let n = inside
+        .prepare
+        .iter()
+        .filter(|o| matches!(o, Op::MoveIdmapped { .. }))
+        .count();
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE((n.max(1) * std::mem::size_of::<RawFd>()) as u32) };
+    let mut cmsg = vec![0u8; space as usize];
+    let mut buf = [0u8; 16];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .map_err(|e| format!("waiting for the id maps: {e}"))?;
+    let mut fds: Vec<RawFd> = Vec::new();
+    for c in msg
+        .cmsgs()
+        .map_err(|e| format!("reading the idmapped trees: {e}"))?
+    {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = c {
+            fds.extend(r);
+        }
+    }
+    if fds.len() != n {
+        return Err(format!("expected {n} idmapped trees, got {}", fds.len()));
+    }
+    let mut next = fds.into_iter();
+    for op in &mut inside.prepare {
+        if let Op::MoveIdmapped { fd, .. } = op {
+            *fd = next.next().unwrap_or(-1);
+        }
+    }
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(inside.uid),
+        nix::unistd::Gid::from_raw(inside.gid),
+    );
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))
+}
+
 fn setup(inside: &Inside) -> Result<(), String> {
-    // An unprivileged process may map only its own ids, and only after giving up
-    // setgroups (else it could drop groups that deny it access).
-    write_file("/proc/self/setgroups", "deny")?;
-    write_file("/proc/self/uid_map", &format!("{0} {0} 1", inside.uid))?;
-    write_file("/proc/self/gid_map", &format!("{0} {0} 1", inside.gid))?;
+    if !inside.mapped_by_supervisor {
+        // An unprivileged process may map only its own ids, and only after giving up
+        // setgroups (else it could drop groups that deny it access).
+        write_file("/proc/self/setgroups", "deny")?;
+        write_file("/proc/self/uid_map", &format!("{0} {0} 1", inside.uid))?;
+        write_file("/proc/self/gid_map", &format!("{0} {0} 1", inside.gid))?;
+    }
     nix::unistd::sethostname(&inside.hostname).map_err(|e| format!("sethostname: {e}"))?;
     if inside.loopback {
         loopback_up().map_err(|e| format!("bringing up loopback: {e}"))?;

@@ -213,6 +213,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             hostname: hostname.clone(),
             control_dir: opts.control,
             exec_by_mounts,
+            idmap_writable: uid == 0,
         },
     );
     for m in &spec.mounts {
@@ -235,9 +236,11 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         .map(|(k, v)| sandbox::cstring(&format!("{k}={v}")))
         .collect();
     env.sort();
+    let idmapped = plan.idmapped.clone();
     let inside = Inside {
         uid,
         gid,
+        mapped_by_supervisor: uid == 0,
         hostname,
         loopback: spec.net != Net::Host,
         proxy: matches!(spec.net, Net::Proxy(_)),
@@ -326,6 +329,14 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         )));
     }
     let init = Pid::from_raw(pid as i32);
+    if uid == 0 {
+        if let Err(e) = super::idmap::hand_over(init, (uid, gid), &idmapped, &outer) {
+            let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(init, None);
+            let _ = old_mask.thread_set_mask();
+            return Err(Error::Setup(e));
+        }
+    }
     // The cgroup (or rlimits, when none can be made) is made while the init builds the
     // sandbox on the other core.
     let mut cgroup = None;
@@ -513,7 +524,7 @@ fn supervise(
         control = Some(
             crate::ipc::control::ControlServer::start(
                 listener,
-                crate::ipc::control::same_pid_namespace(init, nix::unistd::geteuid()),
+                crate::ipc::control::same_pid_namespace(init, super::idmap::host_uid()),
                 move || {
                     serde_json::json!({
                         "worker": name,

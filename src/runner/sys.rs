@@ -45,6 +45,13 @@ pub enum Op {
         src: PathBuf,
         dst: PathBuf,
     },
+    /// Moves the detached, idmapped copy of the host's `src` (made by the supervisor, its
+    /// descriptor `fd` handed to the init) onto the existing `dst`.
+    MoveIdmapped {
+        src: PathBuf,
+        dst: PathBuf,
+        fd: i32,
+    },
     /// Add attributes to the mount at `path` (and its submounts when `recursive`).
     SetAttrs {
         path: PathBuf,
@@ -92,6 +99,9 @@ pub fn describe(op: &Op) -> String {
             format!("linking {} to {}", path.display(), to.display())
         }
         Op::Bind { src, dst } => format!("binding {} on {}", src.display(), dst.display()),
+        Op::MoveIdmapped { src, dst, .. } => {
+            format!("showing {} on {} idmapped", src.display(), dst.display())
+        }
         Op::SetAttrs { path, .. } => format!("restricting the mount on {}", path.display()),
         Op::Proc(p) => format!("mounting proc on {}", p.display()),
         Op::WriteFile { path, .. } => format!("writing {}", path.display()),
@@ -263,6 +273,26 @@ impl Sys for Kernel {
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&str>,
             ),
+            Op::MoveIdmapped { dst, fd, .. } => {
+                const MOVE_MOUNT_F_EMPTY_PATH: nix::libc::c_uint = 4;
+                let c = cstr(dst)?;
+                // SAFETY: a descriptor the supervisor handed over, an empty source path and a
+                // valid C string for the target.
+                let r = unsafe {
+                    nix::libc::syscall(
+                        nix::libc::SYS_move_mount,
+                        *fd,
+                        c"".as_ptr(),
+                        nix::libc::AT_FDCWD,
+                        c.as_ptr(),
+                        MOVE_MOUNT_F_EMPTY_PATH,
+                    )
+                };
+                if r < 0 {
+                    return Err(Errno::last());
+                }
+                Ok(())
+            }
             Op::SetAttrs {
                 path,
                 attrs,

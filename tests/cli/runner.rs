@@ -28,6 +28,10 @@ impl Sandbox {
             .prefix("devbox-run-")
             .tempdir()
             .unwrap();
+        // Open to others, as a project directory usually is: root's worker is `nobody`
+        // on the host.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let s = Self { user: None, dir };
         s.setup();
         s
@@ -64,6 +68,7 @@ impl Sandbox {
         )
         .unwrap();
         std::fs::create_dir_all(self.path().join("out")).unwrap();
+        std::fs::create_dir_all(self.path().join("cwd")).unwrap();
         std::fs::write(self.path().join("secret.txt"), "host secret\n").unwrap();
     }
 
@@ -124,7 +129,16 @@ impl Sandbox {
         args.extend_from_slice(flags);
         args.extend(["--", PY, &script]);
         args.extend_from_slice(case);
-        self.run(&args)
+        // From a directory of its own: the one shown as the working directory holds nothing
+        // the cases try to reach.
+        let mut c = self.command(&args, &[]);
+        c.current_dir(self.path().join("cwd"));
+        let out = c.output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -551,6 +565,8 @@ both!(read_a_host_file_outside_the_policy, |s| {
 
 both!(etc_shadow, |s| {
     s.escape(&[], &["shadow"]).assert_contained();
+    // Shown /etc: root's worker, once host uid 0, read shadow; as nobody it cannot.
+    s.escape(&["--ro", "/etc"], &["shadow"]).assert_contained();
     // Shown /etc, denied /etc/shadow: deny wins.
     s.escape(&["--ro", "/etc", "--deny", "/etc/shadow"], &["shadow"])
         .assert_contained();
@@ -1137,3 +1153,142 @@ control = true
         serde_json::from_str(o.stdout.trim().strip_prefix("OK ").unwrap()).unwrap();
     assert_eq!(json["worker"], "status");
 }
+
+// `devbox run --rw ./out ... -- python3 fetch.py`, as getting-started has it, ran in /tmp
+// without the caller's directory: the script was not found.
+both!(ad_hoc_runs_in_the_callers_directory, |s| {
+    std::fs::write(
+        s.path().join("fetch.sh"),
+        "pwd; echo fetched > out/data; touch here 2>/dev/null || echo cwd read-only\n",
+    )
+    .unwrap();
+    let o = s.run(&[
+        "run",
+        "--audit",
+        "-",
+        "--rw",
+        "./out",
+        "--net",
+        "allow=pypi.org:443",
+        "--",
+        "sh",
+        "fetch.sh",
+    ]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let cwd = s.path().display().to_string();
+    assert_eq!(o.stdout, format!("{cwd}\ncwd read-only\n"));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("out/data")).unwrap(),
+        "fetched\n"
+    );
+    assert!(!s.path().join("here").exists());
+    assert!(
+        o.stderr.contains(&format!(
+            r#""kind":"fs","decision":"allow","what":"{cwd}","rule":"fs.read""#
+        )),
+        "{o:?}"
+    );
+    // --workdir says where the command starts instead, and the directory stays unseen; a
+    // --rw over the directory keeps it writable.
+    let o = s.run(&[
+        "run",
+        "--workdir",
+        "/tmp",
+        "--",
+        "sh",
+        "-c",
+        &format!("pwd; ls {cwd}"),
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (2, "/tmp\n"), "{o:?}");
+    let o = s.run(&[
+        "run",
+        "--rw",
+        ".",
+        "--",
+        "sh",
+        "-c",
+        "touch here && ls here",
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "here\n"), "{o:?}");
+});
+
+/// The worker's uid and gid on the host, read from outside while it runs.
+fn host_ids_of_worker(s: &Sandbox, extra: &[&str]) -> (String, String) {
+    // Apart for the root and the user run of the same test, which run at once.
+    let marker = format!("{}.{}", 300 + u32::from(s.is_root()), rand_suffix());
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "sleep", &marker]);
+    let mut child = s.command(&args, &[]).spawn().unwrap();
+    let want = format!("sleep\0{marker}\0");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmd == want.as_bytes())
+                .then(|| std::fs::read_to_string(e.path().join("status")).ok())
+                .flatten()
+        });
+        if let Some(st) = found {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the worker never showed up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+// A worker started by root ran as host uid 0: with /etc shown it read /etc/shadow, and it
+// owned every root file it could see. It is `nobody` on the host now, root only inside.
+both!(a_worker_is_never_host_root, |s| {
+    let (uid, gid) = host_ids_of_worker(s, &[]);
+    let want = s.user.as_deref().map(nix_uid).unwrap_or(65534);
+    assert_eq!(uid, format!("{want} {want} {want} {want}"));
+    assert_eq!(gid.split(' ').count(), 4, "{gid}");
+    assert!(!gid.split(' ').any(|g| g == "0"), "{gid}");
+    let out = s.path().join("out").display().to_string();
+    let o = s.run(&[
+        "run",
+        "--ro",
+        "/etc",
+        "--rw",
+        &out,
+        "--",
+        "sh",
+        "-c",
+        &format!("id -u; echo x > {out}/made; mkdir {out}/sub; cat /etc/shadow"),
+    ]);
+    let caller = s.user.as_deref().map(nix_uid).unwrap_or(0);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (1, format!("{caller}\n").as_str()),
+        "{o:?}"
+    );
+    assert!(
+        o.stderr
+            .ends_with("cat: can't open '/etc/shadow': Permission denied\n")
+            || o.stderr.ends_with("cat: /etc/shadow: Permission denied\n"),
+        "{o:?}"
+    );
+    // What it wrote under --rw is the caller's on the host.
+    use std::os::unix::fs::MetadataExt;
+    for p in ["out/made", "out/sub"] {
+        let m = std::fs::metadata(s.path().join(p)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (caller, if s.is_root() { 0 } else { m.gid() }),
+            "{p}"
+        );
+    }
+});

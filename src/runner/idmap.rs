@@ -1,0 +1,131 @@
+//! A worker started by root is not host root: its user namespace maps the caller's uid and
+//! gid inside to `nobody` (65534) on the host, so it reads only what any user may read. The
+//! supervisor (host root, with CAP_SETUID there) writes those maps for the init, and shows
+//! each writable path through an idmapped mount (Linux 5.12; tmpfs 6.3) that makes the
+//! caller's files the worker's and what the worker creates the caller's on disk. A path
+//! whose file system cannot be idmapped is refused, never shown as root.
+//!
+//! It owns the maps and the detached mount trees; the init moves the trees into place.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::unistd::Pid;
+
+/// The host uid and gid a root-started worker runs as.
+pub const NOBODY: u32 = 65534;
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Maps `inside` (uid, gid) of the init `pid` to `host` (uid, gid), one id each.
+pub fn write_maps(pid: Pid, inside: (u32, u32), host: (u32, u32)) -> Result<(), String> {
+    for (file, i, h) in [("uid_map", inside.0, host.0), ("gid_map", inside.1, host.1)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, format!("{i} {h} 1")).map_err(|e| format!("writing {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A detached copy of each of `paths`, idmapped through the init's user namespace: what
+/// the caller owns on disk the worker owns through it.
+pub fn trees(pid: Pid, paths: &[PathBuf]) -> Result<Vec<OwnedFd>, String> {
+    let ns_path = format!("/proc/{pid}/ns/user");
+    let ns = std::fs::File::open(&ns_path).map_err(|e| format!("opening {ns_path}: {e}"))?;
+    paths
+        .iter()
+        .map(|p| {
+            tree(p, ns.as_raw_fd()).map_err(|e| {
+                format!(
+                    "writable path {} cannot be shown to a worker started by root: idmapping its mount failed: {}\nhint: its file system may not support idmapped mounts (ext4, xfs and btrfs do from Linux 5.12, tmpfs from 6.3); run devbox as an unprivileged user, or choose a writable path on such a file system",
+                    p.display(),
+                    e.desc()
+                )
+            })
+        })
+        .collect()
+}
+
+fn tree(path: &Path, userns: i32) -> Result<OwnedFd, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: a valid C string; the returned descriptor is ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: open_tree returned a new descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    // SAFETY: a valid descriptor, an empty path, a properly sized mount_attr.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    Ok(fd)
+}
+
+/// Maps the init's ids to `nobody`, makes the idmapped trees of `paths` and sends them to
+/// the init, which waits for them before anything else.
+pub fn hand_over(
+    pid: Pid,
+    inside: (u32, u32),
+    paths: &[PathBuf],
+    sock: &OwnedFd,
+) -> Result<(), String> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    write_maps(pid, inside, (NOBODY, NOBODY))?;
+    let trees = trees(pid, paths)?;
+    let raw: Vec<i32> = trees.iter().map(|t| t.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(b"MAPPED")],
+        cmsgs,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| format!("handing the id maps to the sandbox: {e}"))?;
+    Ok(())
+}
+
+/// The uid the worker has on the host: `nobody` when devbox runs as root, else the caller's.
+pub fn host_uid() -> nix::unistd::Uid {
+    match nix::unistd::geteuid().as_raw() {
+        0 => nix::unistd::Uid::from_raw(NOBODY),
+        uid => nix::unistd::Uid::from_raw(uid),
+    }
+}
