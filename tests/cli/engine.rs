@@ -1161,6 +1161,17 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The outcome of probe `probe` in verify's JSON report `v`, on engine `name`.
+fn probe_outcome(v: &serde_json::Value, name: &str, probe: &str) -> serde_json::Value {
+    v["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == probe)
+        .unwrap_or_else(|| panic!("[{name}] no probe {probe}: {v}"))
+        .clone()
+}
+
 /// Compiles [`ECHO_SERVER_C`] into `dir/echo-server`, static, for images that hold
 /// nothing else.
 fn build_echo_server(dir: &Path) {
@@ -1296,15 +1307,7 @@ within = "1s"
     };
     assert_eq!(o.code, 1, "[{name}] {}{}", o.stdout, o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let outcome = |n: &str| {
-        v["probes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == n)
-            .unwrap_or_else(|| panic!("[{name}] no probe {n}: {v}"))
-            .clone()
-    };
+    let outcome = |n: &str| probe_outcome(&v, name, n);
     let echo = outcome("echo through the shared volume");
     assert_eq!(echo["passed"], true, "[{name}] {echo}");
     assert_eq!(echo["saw"], "answer \"echo:ping\"", "[{name}] {echo}");
@@ -1433,15 +1436,7 @@ within = "1s"
     let o = devbox(&e, dir, &["verify", "--json"]);
     assert_eq!(o.code, 1, "[{name}] {}{}", o.stdout, o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let outcome = |n: &str| {
-        v["probes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == n)
-            .unwrap_or_else(|| panic!("[{name}] no probe {n}: {v}"))
-            .clone()
-    };
+    let outcome = |n: &str| probe_outcome(&v, name, n);
     let echo = outcome("echo from a service that has nothing but its server");
     assert_eq!(echo["passed"], true, "[{name}] {echo}");
     assert_eq!(echo["saw"], "answer \"echo:ping\"", "[{name}] {echo}");

@@ -298,7 +298,7 @@ fn auto_skips_sockets_that_do_not_answer_and_takes_the_next() {
     // `auto` took CONTAINER_HOST as given, so a hung socket there hung every command.
     let Some(_podman) = test_var(
         "DEVBOX_TEST_PODMAN_SOCKET",
-        "run ../shared/env/setup-engines.sh and export what it prints",
+        "run scripts/setup-engines and export what it prints",
     ) else {
         return;
     };
@@ -419,7 +419,7 @@ fn real(kind: &str) -> Option<(PathBuf, String)> {
     } else {
         "DEVBOX_TEST_DOCKER_SOCKET"
     };
-    let hint = "run ../shared/env/setup-engines.sh and export what it prints";
+    let hint = "run scripts/setup-engines and export what it prints";
     let socket = test_var(var, hint)?;
     let image = test_var("DEVBOX_TEST_BASE_IMAGE", hint)?;
     Some((PathBuf::from(socket), image))
