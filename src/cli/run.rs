@@ -148,26 +148,42 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let spec = spec::resolve(&name, &worker, &extra, &supervisor::host_env());
 
     // Logs go to the project's .data/logs, or devbox's state directory when ad hoc.
-    let log_dir = match &project {
-        Some(c) => c.data.root.join("logs"),
-        None => {
-            let dirs = directories::ProjectDirs::from("", "", "devbox")
-                .context("no home directory for devbox's state")?;
-            dirs.state_dir()
-                .unwrap_or(dirs.data_local_dir())
-                .to_path_buf()
+    let open_log = |file: &str| -> anyhow::Result<(std::fs::File, PathBuf)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match &project {
+            // Through held directories: a .data changed meanwhile cannot redirect it.
+            Some(c) => Ok((
+                crate::data::open_append(&c.data, Path::new("logs"), file, 0o600)
+                    .with_context(|| format!("opening .data/logs/{file}"))?,
+                c.data.root.join("logs").join(file),
+            )),
+            None => {
+                let dirs = directories::ProjectDirs::from("", "", "devbox")
+                    .context("no home directory for devbox's state")?;
+                let dir = dirs.state_dir().unwrap_or(dirs.data_local_dir());
+                std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+                let path = dir.join(file);
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| path.display().to_string())?;
+                Ok((f, path))
+            }
         }
     };
     let audit = Arc::new(match a.audit.as_deref() {
         Some("-") => AuditLog::to_stderr(&name),
         Some(p) => AuditLog::to_file(&name, &absolute(Path::new(p), &cwd))?,
-        None => AuditLog::to_file(&name, &log_dir.join("devbox-audit.jsonl"))?,
+        None => AuditLog::to_open_file(&name, open_log("devbox-audit.jsonl")?.0),
     });
     reexec_if_threaded()?;
     let control = a.control || a.wait_ready || worker.control;
     let warn = Box::new(|w: &str| eprintln!("devbox: warning: {w}"));
     if a.wait_ready {
-        return detach(&spec, audit, warn, &log_dir.join(format!("{name}.log")));
+        let (out, log) = open_log(&format!("{name}.log"))?;
+        return detach(&spec, audit, warn, out, &log);
     }
     let outcome = supervisor::run(
         &spec,
@@ -243,19 +259,10 @@ fn detach(
     spec: &spec::RunSpec,
     audit: Arc<AuditLog>,
     warn: Box<dyn Fn(&str)>,
+    out: std::fs::File,
     log: &Path,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(d) = log.parent() {
-        std::fs::create_dir_all(d).with_context(|| d.display().to_string())?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log)
-        .with_context(|| log.display().to_string())?;
     let null = std::fs::File::open("/dev/null")?;
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     // SAFETY: devbox is single-threaded here (the supervisor checks again).

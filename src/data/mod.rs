@@ -17,6 +17,7 @@ mod tree;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -148,6 +149,32 @@ pub fn open_dir(data: &Data, rel: &Path) -> Result<Option<Dir>, DataError> {
         }
     }
     Ok(Some(cur))
+}
+
+/// Opens `rel/name` under the data root for appending (made with `mode`; the directories
+/// on the way made 0755 when missing), walking from the project directory without
+/// following a symlink: a log devbox keeps in `.data` cannot be redirected out of it.
+pub fn open_append(data: &Data, rel: &Path, name: &str, mode: u32) -> Result<File, DataError> {
+    let (project, _) = locate(data);
+    let Some((_, mut cur)) = open_root(data, &project)? else {
+        return Err(DataError::WrongType {
+            path: data.root.clone(),
+            expected: "directory (run `devbox up` or `devbox run` to make the data tree)",
+        });
+    };
+    for n in names(rel) {
+        cur = match cur.open(&n)? {
+            Some(d) => d,
+            None => {
+                cur.mkdir(&n, 0o755)?;
+                cur.open(&n)?.ok_or_else(|| DataError::WrongType {
+                    path: cur.join(&n),
+                    expected: "directory",
+                })?
+            }
+        };
+    }
+    cur.open_append(OsStr::new(name), mode)
 }
 
 /// Creates the declared layout. Existing entries are kept as they are. Every step is

@@ -113,6 +113,21 @@ impl Dir {
         }
     }
 
+    /// Opens the file `name` in this directory for appending, creating it with `mode`;
+    /// a symlink there is refused, never followed.
+    pub fn open_append(&self, name: &OsStr, mode: u32) -> Result<File, DataError> {
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC;
+        match openat(&self.fd, name, flags, Mode::from_bits_truncate(mode)) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(Errno::ELOOP) => Err(DataError::Symlink(self.join(name))),
+            Err(e) => Err(err("opening", self.join(name), e)),
+        }
+    }
+
     /// Makes the directory `name` with exactly `mode` unless something has that name.
     /// Returns whether it made it.
     pub fn mkdir(&self, name: &OsStr, mode: u32) -> Result<bool, DataError> {

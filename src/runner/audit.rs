@@ -53,6 +53,12 @@ impl AuditLog {
         Ok(Self::with(worker, Sink::File(f)))
     }
 
+    /// Appends to a file the caller opened (for `.data`, through
+    /// [`crate::data::open_append`], which never follows a symlink).
+    pub fn to_open_file(worker: &str, f: File) -> Self {
+        Self::with(worker, Sink::File(f))
+    }
+
     /// Writes each line to stderr (`--audit -`).
     pub fn to_stderr(worker: &str) -> Self {
         Self::with(worker, Sink::Stderr)

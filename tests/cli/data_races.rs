@@ -573,3 +573,31 @@ fn leftovers_of_a_killed_devbox_are_removed_by_the_next_run() {
     assert_eq!(std::fs::metadata(&cred).unwrap().nlink(), 1);
     assert_eq!(std::fs::read(auth.join("token")).unwrap().len(), 32);
 }
+
+// `devbox run` appended its audit log to `.data/logs/devbox-audit.jsonl` by path, so a
+// `.data/logs` swapped for a link out made it create and write that file elsewhere.
+#[test]
+fn run_never_appends_its_audit_log_outside_the_project_while_logs_is_swapped() {
+    let p = Project::new();
+    p.write(
+        "sandbox.toml",
+        &SECRET_TOML
+            .replace("race-secret", "race-log")
+            .replace("[data.dirs.auth]\nmode = \"0700\"\n\n[data.files.\"auth/credential\"]\nsecret = \"hex:32\"\n", "[data.dirs.logs]\n"),
+    );
+    let canary = Canary::new();
+    let mut swaps = 0;
+    for run in 0..RUNS {
+        let (dir, link) = fresh_tree(&p, "logs", false, &canary);
+        let s = Swapper::start(&dir, &link);
+        let o = p.devbox().args(["run", "noop"]).run();
+        swaps += s.finish();
+        canary.check(run, "devbox run noop", &o);
+    }
+    assert!(swaps > RUNS as u64, "the swapper hardly ran: {swaps} swaps");
+    fresh_tree(&p, "logs", false, &canary);
+    let o = p.devbox().args(["run", "noop"]).run();
+    assert_eq!(o.code, 0, "{o:?}");
+    let log = std::fs::read_to_string(p.path().join(".data/logs/devbox-audit.jsonl")).unwrap();
+    assert!(log.contains("\"worker\":\"noop\""), "{log}");
+}
