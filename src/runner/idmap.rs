@@ -14,20 +14,13 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::Pid;
 
+use super::sys::{cstr, mount_setattr, AT_RECURSIVE};
+
 /// The host uid and gid a root-started worker runs as.
 pub const NOBODY: u32 = 65534;
 
 const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// Maps `inside` (uid, gid) of the init `pid` to `host` (uid, gid), one id each.
 pub fn write_maps(pid: Pid, inside: (u32, u32), host: (u32, u32)) -> Result<(), String> {
@@ -58,8 +51,7 @@ pub fn trees(pid: Pid, paths: &[PathBuf]) -> Result<Vec<OwnedFd>, String> {
 }
 
 fn tree(path: &Path, userns: i32) -> Result<OwnedFd, Errno> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let c = cstr(path)?;
     // SAFETY: a valid C string; the returned descriptor is ours.
     let fd = unsafe {
         libc::syscall(
@@ -74,26 +66,13 @@ fn tree(path: &Path, userns: i32) -> Result<OwnedFd, Errno> {
     }
     // SAFETY: open_tree returned a new descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns as u64,
-    };
-    // SAFETY: a valid descriptor, an empty path, a properly sized mount_attr.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    mount_setattr(
+        fd.as_raw_fd(),
+        c"",
+        libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+        MOUNT_ATTR_IDMAP,
+        userns as u64,
+    )?;
     Ok(fd)
 }
 

@@ -118,7 +118,7 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-const AT_RECURSIVE: nix::libc::c_uint = 0x8000;
+pub(super) const AT_RECURSIVE: nix::libc::c_uint = 0x8000;
 
 #[repr(C)]
 struct MountAttr {
@@ -128,8 +128,41 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-fn cstr(p: &Path) -> Result<CString, Errno> {
+pub(super) fn cstr(p: &Path) -> Result<CString, Errno> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// `mount_setattr(dirfd, path, flags, {attr_set: set, userns_fd})`, the one raw call both
+/// the rootfs plan and the idmapped trees make.
+pub(super) fn mount_setattr(
+    dirfd: std::ffi::c_int,
+    path: &std::ffi::CStr,
+    flags: nix::libc::c_uint,
+    set: u64,
+    userns_fd: u64,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd,
+    };
+    // SAFETY: a valid C string and a properly sized, initialised mount_attr.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
 }
 
 impl Kernel {
@@ -149,31 +182,11 @@ impl Kernel {
         if a.noexec {
             set |= MOUNT_ATTR_NOEXEC;
         }
-        let attr = MountAttr {
-            attr_set: set,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
         let c = cstr(path)?;
         let flags = if recursive { AT_RECURSIVE } else { 0 };
-        // SAFETY: a valid C string and a properly sized, initialised mount_attr.
-        let r = unsafe {
-            nix::libc::syscall(
-                nix::libc::SYS_mount_setattr,
-                nix::libc::AT_FDCWD,
-                c.as_ptr(),
-                flags,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        match Errno::last() {
-            Errno::ENOSYS => Self::remount(path, a),
-            e => Err(e),
+        match mount_setattr(nix::libc::AT_FDCWD, &c, flags, set, 0) {
+            Err(Errno::ENOSYS) => Self::remount(path, a),
+            r => r,
         }
     }
 
