@@ -32,6 +32,22 @@ impl<T> WrapPath<T> for io::Result<T> {
     }
 }
 
+/// Opens `path` for appending, made with `mode` (its parent directories too) when
+/// missing. For logs outside `.data`; inside it, `data::open_append` walks held
+/// directories instead.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    let named = |e: io::Error, p: &Path| io::Error::new(e.kind(), format!("{}: {e}", p.display()));
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| named(e, dir))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| named(e, path))
+}
+
 /// Replaces `path` atomically with `data`, created with `mode` (not chmod-ed after).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PathError> {
     let dir = path

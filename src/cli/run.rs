@@ -149,7 +149,6 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
 
     // Logs go to the project's .data/logs, or devbox's state directory when ad hoc.
     let open_log = |file: &str| -> anyhow::Result<(std::fs::File, PathBuf)> {
-        use std::os::unix::fs::OpenOptionsExt;
         match &project {
             // Through held directories: a .data changed meanwhile cannot redirect it.
             Some(c) => Ok((
@@ -160,16 +159,8 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             None => {
                 let dirs = directories::ProjectDirs::from("", "", "devbox")
                     .context("no home directory for devbox's state")?;
-                let dir = dirs.state_dir().unwrap_or(dirs.data_local_dir());
-                std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-                let path = dir.join(file);
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .with_context(|| path.display().to_string())?;
-                Ok((f, path))
+                let path = dirs.state_dir().unwrap_or(dirs.data_local_dir()).join(file);
+                Ok((crate::fsutil::open_append(&path, 0o600)?, path))
             }
         }
     };

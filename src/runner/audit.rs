@@ -2,9 +2,8 @@
 //! file (default `.data/logs/devbox-audit.jsonl`) or written to stderr. Shared by the
 //! supervisor's threads; a line is written whole or not at all.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,17 +39,10 @@ pub struct AuditLog {
 impl AuditLog {
     /// Appends to `path` (created 0600 with its parent directories).
     pub fn to_file(worker: &str, path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(Self::with(worker, Sink::File(f)))
+        Ok(Self::to_open_file(
+            worker,
+            crate::fsutil::open_append(path, 0o600)?,
+        ))
     }
 
     /// Appends to a file the caller opened (for `.data`, through
