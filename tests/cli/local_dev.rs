@@ -11,6 +11,8 @@ use crate::util::repo;
 const UDS_PROBE: &str = "the server answers on its Unix socket, seen from the client";
 const LOG_PROBE: &str = "the client round-trips over the Unix socket";
 const OWNER_PROBE: &str = "the server wrote its database atomically";
+/// What a base image built before it carried `uds` leads to.
+const HINT: &str = "(a base image without /bin/uds? scripts/setup-engines rebuilds it)";
 
 /// A copy of examples/local-dev (the engine's user owns it), and its path.
 fn example_copy(e: &Engine) -> (tempfile::TempDir, PathBuf) {
@@ -61,12 +63,12 @@ fn verify_flow(name: &'static str) {
     let (_tmp, dir) = example_copy(&e);
     let o = devbox(&e, &dir, &["verify", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout)
-        .unwrap_or_else(|err| panic!("[{name}] {err}: {}{}", o.stdout, o.stderr));
+        .unwrap_or_else(|err| panic!("[{name}] {err} {HINT}: {}{}", o.stdout, o.stderr));
     let uds = outcome(&v, name, UDS_PROBE);
-    assert_eq!(uds["passed"], true, "[{name}] {uds}");
+    assert_eq!(uds["passed"], true, "[{name}] {HINT} {uds}");
     assert_eq!(uds["saw"], "answer \"pong\"", "[{name}] {uds}");
     let log = outcome(&v, name, LOG_PROBE);
-    assert_eq!(log["passed"], true, "[{name}] {log}");
+    assert_eq!(log["passed"], true, "[{name}] {HINT} {log}");
     let keep_id = e.user.is_some();
     for p in v["probes"].as_array().unwrap() {
         if p["name"] == OWNER_PROBE && !keep_id {
@@ -127,7 +129,8 @@ fn local_dev_fails_when_the_server_does_not_answer_on_the_socket() {
         "exit 0\nif [ \"$request\" = ping ]; then",
     );
     let _reset = Reset(&e, &dir);
-    ok(&e, &dir, &["up", "--timeout", "60s"]);
+    let up = devbox(&e, &dir, &["up", "--timeout", "60s"]);
+    assert_eq!(up.code, 0, "{HINT} {}{}", up.stdout, up.stderr);
     let o = devbox(&e, &dir, &["probe", "--json"]);
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
