@@ -18,6 +18,8 @@ pub mod seccomp;
 pub mod spec;
 pub mod supervisor;
 pub mod sys;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use audit::{AuditLog, Event};
 pub use spec::{Mount, MountKind, Net, NetRules, RunSpec};
