@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod elf;
 pub mod idmap;
 pub mod landlock;
+pub mod netns;
 pub mod proxy;
 pub mod rlimit;
 pub mod rootfs;
