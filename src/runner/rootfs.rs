@@ -352,10 +352,9 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
             // The host's /etc/hosts is shown: the extra names go over it in a file of
             // their own.
             if name == "hosts" && !spec.hosts.is_empty() {
-                if let Some(Resolved {
-                    real, dir: false, ..
-                }) = resolve(host, &path)
-                {
+                let real = resolve(host, &path)
+                    .filter(|r| !r.dir && bound.iter().any(|(b, _)| r.real.starts_with(b)));
+                if let Some(Resolved { real, .. }) = real {
                     ops.push(Op::WriteFile {
                         path: HOSTS.into(),
                         contents: text.into_bytes(),
@@ -843,6 +842,55 @@ mod tests {
             .prepare
             .iter()
             .any(|o| matches!(o, Op::WriteFile { path, .. } if path.ends_with("passwd"))));
+    }
+
+    #[test]
+    fn a_source_is_bound_at_its_target_and_writable_ones_idmapped_under_root() {
+        let h = Fake::debian();
+        let mut s = spec(&[("/usr", MountKind::ReadOnly)]);
+        for (path, source, kind) in [
+            ("/srv", "/p/.data/out", MountKind::ReadOnly),
+            ("/var/out", "/p/.data/out", MountKind::ReadWrite),
+        ] {
+            s.mounts.push(Mount {
+                path: path.into(),
+                kind,
+                source: Some(source.into()),
+            });
+        }
+        s.tmpfs = vec!["/scratch".into()];
+        let p = plan(
+            &s,
+            &h,
+            &Options {
+                idmap_writable: true,
+                ..Options::default()
+            },
+        );
+        let at = |op: &Op| p.prepare.iter().position(|o| o == op).unwrap();
+        assert!(
+            at(&Op::Mkdir("/newroot/srv".into()))
+                < at(&Op::Bind {
+                    src: "/oldroot/p/.data/out".into(),
+                    dst: "/newroot/srv".into()
+                })
+        );
+        assert!(p.prepare.contains(&Op::MoveIdmapped {
+            src: "/p/.data/out".into(),
+            dst: "/newroot/var/out".into(),
+            fd: -1
+        }));
+        assert_eq!(p.idmapped, [PathBuf::from("/p/.data/out")]);
+        assert!(p.prepare.contains(&Op::Tmpfs {
+            path: "/newroot/scratch".into(),
+            mode: 0o1777,
+            size: Some(TMPFS_SIZE),
+            attrs: nosuid_nodev(),
+        }));
+        // Landlock's view: the targets, not the sources.
+        for shown in [("/srv", false), ("/var/out", true), ("/scratch", true)] {
+            assert!(p.shown.contains(&(shown.0.into(), shown.1)), "{shown:?}");
+        }
     }
 
     #[test]
