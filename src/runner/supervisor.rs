@@ -37,6 +37,9 @@ pub enum Error {
     Inside(String),
     #[error("devbox run must start from a single-threaded process (this one has {0} threads)")]
     Threaded(usize),
+    /// `Options::before_go` refused: the sandbox was killed before the worker started.
+    #[error("{0}")]
+    BeforeGo(String),
 }
 
 /// Options that are not part of the policy.
@@ -51,7 +54,16 @@ pub struct Options {
     pub on_ready: Option<Box<dyn FnOnce() + Send>>,
     /// Serve the control socket.
     pub control: bool,
+    /// Called with the sandbox init's pid (as this process's pid namespace numbers it) once
+    /// the init has set the sandbox up (ids mapped, loopback up, mounts done, root pivoted)
+    /// and waits for "go", before the worker starts: the moment to open sockets in its
+    /// network namespace (see `netns`). An `Err` kills the sandbox and `run` returns
+    /// [`Error::BeforeGo`] with it.
+    pub before_go: Option<BeforeGo>,
 }
+
+/// See [`Options::before_go`].
+pub type BeforeGo = Box<dyn FnOnce(Pid) -> Result<(), String>>;
 
 /// How the worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +155,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     if n > 1 {
         return Err(Error::Threaded(n));
     }
-    let audit = &opts.audit;
+    let audit = opts.audit.clone();
     let start = Instant::now();
     let env_path: Vec<PathBuf> = spec
         .env
@@ -200,6 +212,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
 
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
+    let (in_uid, in_gid) = spec.user.unwrap_or((uid, gid));
     let hostname = spec.hostname();
     let abi = super::landlock::abi();
     let use_landlock = abi > 0 && !opts.no_landlock;
@@ -208,8 +221,8 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         spec,
         &RealFs,
         &rootfs::Options {
-            uid,
-            gid,
+            uid: in_uid,
+            gid: in_gid,
             hostname: hostname.clone(),
             control_dir: opts.control,
             exec_by_mounts,
@@ -217,6 +230,16 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         },
     );
     for m in &spec.mounts {
+        if let (Some(src), MountKind::ReadOnly | MountKind::ReadWrite) = (&m.source, m.kind) {
+            if !src.exists() {
+                return Err(Error::Setup(format!(
+                    "{} to show at {} does not exist",
+                    src.display(),
+                    m.path.display()
+                )));
+            }
+            continue;
+        }
         if m.kind == MountKind::ReadWrite && !m.path.exists() {
             return Err(Error::Setup(format!(
                 "writable path {} does not exist\nhint: create it, or declare it under [data.dirs] so devbox makes it",
@@ -237,15 +260,18 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         .collect();
     env.sort();
     let idmapped = plan.idmapped.clone();
+    let wait_go = waits_for_go(spec, &opts);
     let inside = Inside {
-        uid,
-        gid,
+        uid: in_uid,
+        gid: in_gid,
+        host_uid: uid,
+        host_gid: gid,
         mapped_by_supervisor: uid == 0,
         hostname,
         loopback: spec.net != Net::Host,
         proxy: matches!(spec.net, Net::Proxy(_)),
         control: opts.control,
-        wait_go: waits_for_go(spec, &opts),
+        wait_go,
         prepare: plan.prepare,
         enter: plan.enter,
         argv: spec.argv.iter().map(|a| sandbox::cstring(a)).collect(),
@@ -330,7 +356,8 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     }
     let init = Pid::from_raw(pid as i32);
     if uid == 0 {
-        if let Err(e) = super::idmap::hand_over(init, (uid, gid), &idmapped, &outer) {
+        let ids = ((in_uid, in_gid), (uid, gid));
+        if let Err(e) = super::idmap::hand_over(init, ids, &idmapped, &outer) {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(init, None);
             let _ = old_mask.thread_set_mask();
@@ -352,15 +379,14 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             )),
         }
     }
-    let mut on_ready = opts.on_ready.take();
     let result = supervise(
         spec,
-        &opts,
+        &mut opts,
         init,
         &outer,
         cgroup.as_ref(),
         start,
-        &mut on_ready,
+        wait_go,
     );
     // Whatever happened, nothing of the sandbox outlives this call.
     let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
@@ -414,10 +440,13 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
 }
 
 /// Whether the init waits for "go" before starting the worker: only when the supervisor
-/// has something to do first (a cgroup to put it in, listeners to serve); otherwise the
-/// round trip is saved.
+/// has something to do first (a cgroup to put it in, listeners to serve, `before_go`);
+/// otherwise the round trip is saved.
 fn waits_for_go(spec: &RunSpec, opts: &Options) -> bool {
-    opts.control || needs_cgroup(spec) || matches!(spec.net, Net::Proxy(_))
+    opts.control
+        || opts.before_go.is_some()
+        || needs_cgroup(spec)
+        || matches!(spec.net, Net::Proxy(_))
 }
 
 /// Memory, pids and cpus are cgroup limits (or, without one, rlimits).
@@ -467,16 +496,19 @@ fn landlock_rules(
     }
 }
 
-/// Everything between the clone and the init's end.
+/// Everything between the clone and the init's end; `wait_go` says whether the init waits
+/// for "go".
 fn supervise(
     spec: &RunSpec,
-    opts: &Options,
+    opts: &mut Options,
     init: Pid,
     sock: &OwnedFd,
     cgroup: Option<&super::cgroup::Cgroup>,
     start: Instant,
-    on_ready: &mut Option<Box<dyn FnOnce() + Send>>,
+    wait_go: bool,
 ) -> Result<Outcome, Error> {
+    let mut on_ready = opts.on_ready.take();
+    let before_go = opts.before_go.take();
     if let Some(c) = cgroup {
         c.add(init)
             .map_err(|e| Error::Setup(format!("joining the cgroup: {e}")))?;
@@ -548,8 +580,11 @@ fn supervise(
         )
         .map_err(|e| Error::Setup(format!("egress proxy: {e}")))?;
     }
+    if let Some(f) = before_go {
+        f(init).map_err(Error::BeforeGo)?;
+    }
     // "go", or "go rlimits" when the limits must be rlimits.
-    if waits_for_go(spec, opts) {
+    if wait_go {
         let go: &[u8] = if needs_cgroup(spec) && cgroup.is_none() {
             b"go rlimits"
         } else {
@@ -567,7 +602,7 @@ fn supervise(
         control.as_ref(),
         &ready_rx,
         start,
-        on_ready,
+        &mut on_ready,
     )
 }
 
@@ -762,4 +797,276 @@ pub fn host_env() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::runner::testing::{alive, in_fork, options, sh, As};
+
+    #[test]
+    fn before_go_sees_the_sandbox_set_up_before_the_worker_starts() {
+        in_fork(As::Caller, || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let mark = dir.path().join("started");
+            let spec = sh(
+                &format!("touch {}; exit 7", mark.display()),
+                &[dir.path().to_path_buf()],
+            );
+            /// The init's pid and what was wrong with the sandbox when before_go ran.
+            type Seen = Option<(Pid, Result<(), String>)>;
+            let seen: Rc<RefCell<Seen>> = Rc::default();
+            let mut opts = options();
+            let (seen2, mark2) = (seen.clone(), mark.clone());
+            opts.before_go = Some(Box::new(move |pid| {
+                let check = (|| {
+                    let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+                    if ns(&format!("/proc/{pid}/ns/net"))? == ns("/proc/self/ns/net")? {
+                        return Err("the init shares this network namespace".to_string());
+                    }
+                    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
+                        .map_err(|e| e.to_string())?;
+                    if map.trim().is_empty() {
+                        return Err("no uid map yet".into());
+                    }
+                    // Pivoted: the new root has the sandbox's /proc (its init is 1) and not /root.
+                    let root = PathBuf::from(format!("/proc/{pid}/root"));
+                    if !root.join("proc/1").exists() || root.join("root").exists() {
+                        return Err("the root is not the sandbox's yet".into());
+                    }
+                    // Time enough for a worker that did not wait for "go" to show.
+                    std::thread::sleep(Duration::from_millis(200));
+                    if mark2.exists() {
+                        return Err("the worker started before go".into());
+                    }
+                    Ok(())
+                })();
+                *seen2.borrow_mut() = Some((pid, check));
+                Ok(())
+            }));
+            let out = run(&spec, opts).map_err(|e| e.to_string())?;
+            let (pid, check) = seen.borrow_mut().take().ok_or("before_go not called")?;
+            check?;
+            if out.code != 7 || !mark.exists() {
+                return Err(format!("the worker did not run: {out:?}"));
+            }
+            if alive(pid) {
+                return Err(format!("the init {pid} outlived the run"));
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_err_from_before_go_kills_the_sandbox_and_is_returned() {
+        in_fork(As::Caller, || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let mark = dir.path().join("started");
+            let spec = sh(
+                &format!("touch {}; sleep 30", mark.display()),
+                &[dir.path().to_path_buf()],
+            );
+            let init: Rc<RefCell<Option<Pid>>> = Rc::default();
+            let mut opts = options();
+            let init2 = init.clone();
+            opts.before_go = Some(Box::new(move |pid| {
+                *init2.borrow_mut() = Some(pid);
+                std::thread::sleep(Duration::from_millis(200));
+                Err("port 8080 is taken".into())
+            }));
+            let started = Instant::now();
+            match run(&spec, opts) {
+                Err(e @ Error::BeforeGo(_)) if e.to_string() == "port 8080 is taken" => {}
+                other => return Err(format!("expected the before_go error, got {other:?}")),
+            }
+            let pid = init.borrow_mut().take().ok_or("before_go not called")?;
+            if alive(pid) || mark.exists() || started.elapsed() > Duration::from_secs(10) {
+                return Err("the sandbox was left running or its worker started".into());
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// Runs `spec` to a clean exit.
+    fn ran(spec: &RunSpec) -> Result<(), String> {
+        let out = run(spec, options()).map_err(|e| e.to_string())?;
+        if out.code != 0 {
+            return Err(format!("the worker failed: {out:?}"));
+        }
+        Ok(())
+    }
+
+    fn read(p: &std::path::Path) -> Result<String, String> {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// Whether `p` is the caller's on the host.
+    fn owned_by_caller(p: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let me = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        if (m.uid(), m.gid()) != me {
+            return Err(format!(
+                "{} is {}:{}, not {me:?}",
+                p.display(),
+                m.uid(),
+                m.gid()
+            ));
+        }
+        Ok(())
+    }
+
+    fn tempdir() -> Result<tempfile::TempDir, String> {
+        tempfile::tempdir().map_err(|e| e.to_string())
+    }
+
+    /// A source shown read-only at one target and another writable at a second.
+    fn sources_at_their_targets() -> Result<(), String> {
+        let (site, out) = (tempdir()?, tempdir()?);
+        std::fs::write(site.path().join("index.html"), "hello\n").map_err(|e| e.to_string())?;
+        let mut spec = sh(
+            "cat /srv/site/index.html > /data/out/copy \
+             && ! touch /srv/site/x 2>/dev/null && ! touch /srv/y 2>/dev/null",
+            &[],
+        );
+        for (target, source, kind) in [
+            ("/srv/site", site.path(), MountKind::ReadOnly),
+            ("/data/out", out.path(), MountKind::ReadWrite),
+        ] {
+            spec.mounts.push(crate::runner::Mount {
+                path: target.into(),
+                kind,
+                source: Some(source.to_path_buf()),
+            });
+        }
+        ran(&spec)?;
+        let copy = out.path().join("copy");
+        if read(&copy)? != "hello\n" || site.path().join("x").exists() {
+            return Err("the binds were not shown as asked".into());
+        }
+        if std::path::Path::new("/srv/site").exists() {
+            return Err("the target was made on the host".into());
+        }
+        owned_by_caller(&copy)
+    }
+
+    #[test]
+    fn a_source_is_shown_at_its_target_as_root() {
+        in_fork(As::Caller, sources_at_their_targets).unwrap();
+    }
+
+    #[test]
+    fn a_source_is_shown_at_its_target_by_an_ordinary_user() {
+        in_fork(As::Ordinary, sources_at_their_targets).unwrap();
+    }
+
+    #[test]
+    fn a_missing_source_is_named() {
+        let mut spec = sh("true", &[]);
+        spec.mounts.push(crate::runner::Mount {
+            path: "/srv".into(),
+            kind: MountKind::ReadOnly,
+            source: Some("/nonexistent/site".into()),
+        });
+        let err = in_fork(As::Caller, || ran(&spec)).unwrap_err();
+        assert_eq!(err, "/nonexistent/site to show at /srv does not exist");
+    }
+
+    fn tmpfs_writable_in_a_read_only_root() -> Result<(), String> {
+        let out = tempdir()?;
+        let mut spec = sh(
+            &format!(
+                "echo hi > /scratch/f && cat /scratch/f > {0}/t \
+                 && ! touch /x 2>/dev/null && ! touch /usr/x 2>/dev/null \
+                 && stat -f -c '%b %S' /scratch > {0}/size",
+                out.path().display()
+            ),
+            &[out.path().to_path_buf()],
+        );
+        spec.tmpfs = vec!["/scratch".into()];
+        ran(&spec)?;
+        let size: Vec<u64> = read(&out.path().join("size"))?
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if read(&out.path().join("t"))? != "hi\n" || size.iter().product::<u64>() != 64 << 20 {
+            return Err(format!("tmpfs not as asked (size {size:?})"));
+        }
+        if std::path::Path::new("/scratch").exists() {
+            return Err("the tmpfs's target was made on the host".into());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tmpfs_is_writable_while_the_root_stays_read_only() {
+        in_fork(As::Caller, tmpfs_writable_in_a_read_only_root).unwrap();
+        in_fork(As::Ordinary, tmpfs_writable_in_a_read_only_root).unwrap();
+    }
+
+    #[test]
+    fn hosts_adds_names_to_etc_hosts() {
+        in_fork(As::Caller, || {
+            let out = tempdir()?;
+            for show_etc in [false, true] {
+                let mut spec = sh(
+                    &format!("getent hosts server > {}/h", out.path().display()),
+                    &[out.path().to_path_buf()],
+                );
+                spec.hosts = vec![("server".into(), std::net::Ipv4Addr::new(127, 0, 0, 2))];
+                if show_etc {
+                    // The host's /etc shown: the generated hosts goes over its own.
+                    spec.mounts.insert(
+                        0,
+                        crate::runner::Mount {
+                            path: "/etc".into(),
+                            kind: MountKind::ReadOnly,
+                            source: None,
+                        },
+                    );
+                }
+                ran(&spec)?;
+                let h = read(&out.path().join("h"))?;
+                if h.split_whitespace().collect::<Vec<_>>() != ["127.0.0.2", "server"] {
+                    return Err(format!("with /etc shown {show_etc}: {h:?}"));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// The worker as 1234:1235 inside; what it writes is still the caller's.
+    fn runs_as_the_configured_user() -> Result<(), String> {
+        let out = tempdir()?;
+        let mut spec = sh(
+            &format!("id -u > {0}/id && id -g >> {0}/id", out.path().display()),
+            &[out.path().to_path_buf()],
+        );
+        spec.user = Some((1234, 1235));
+        ran(&spec)?;
+        let id = out.path().join("id");
+        if read(&id)? != "1234\n1235\n" {
+            return Err(format!("id said {:?}", read(&id)?));
+        }
+        owned_by_caller(&id)
+    }
+
+    #[test]
+    fn user_sets_the_ids_inside_as_root() {
+        in_fork(As::Caller, runs_as_the_configured_user).unwrap();
+    }
+
+    #[test]
+    fn user_sets_the_ids_inside_for_an_ordinary_user() {
+        in_fork(As::Ordinary, runs_as_the_configured_user).unwrap();
+    }
 }
