@@ -224,10 +224,12 @@ fn up_refuses_critical_findings_unless_allowed() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("refusing to start"), "{}", out.stderr);
     // With --allow-insecure it says which and goes on (here to an engine that is not
-    // there: the native one).
+    // there: a Podman socket nothing listens on).
+    let nowhere = format!("unix://{}/no-engine.sock", p.path().display());
     let out = p
         .devbox()
-        .args(["up", "--allow-insecure", "--engine", "native"])
+        .env("CONTAINER_HOST", &nowhere)
+        .args(["up", "--allow-insecure", "--engine", "podman"])
         .run();
     assert!(
         out.stderr
@@ -242,8 +244,13 @@ fn up_refuses_critical_findings_unless_allowed() {
         "privileged = true\naudit = { allow = [{ rule = \"DBX001\", reason = \"needs /dev/kvm\" }] }",
         "",
     );
-    let out = p.devbox().args(["up", "--engine", "native"]).run();
+    let out = p
+        .devbox()
+        .env("CONTAINER_HOST", &nowhere)
+        .args(["up", "--engine", "podman"])
+        .run();
     assert!(!out.stderr.contains("refusing"), "{}", out.stderr);
+    assert!(out.stderr.contains("no-engine.sock"), "{}", out.stderr);
 }
 
 #[test]
