@@ -442,3 +442,75 @@ fn sarif_of_an_invalid_file_holds_its_errors_at_their_lines() {
     assert_eq!(rules[index]["id"], "devbox-config");
     assert_valid_sarif(tempfile::tempdir().unwrap().path(), &out.stdout);
 }
+
+/// A native service set up to audit clean at every severity, plus `add` lines.
+fn native_project(add: &str) -> Project {
+    Project::with_toml(&format!(
+        "[services.web]\ncommand = [\"/bin/true\"]\nmemory = \"64m\"\ncpus = 0.5\nhealthcheck = {{ tcp = 8080 }}\n{add}\n"
+    ))
+}
+
+#[test]
+fn the_rules_that_mean_something_natively_apply_to_native_services() {
+    assert_eq!(findings(&native_project("")), vec![]);
+    // The host's network, and writes to a sensitive host path, through the policy.
+    assert_alone(
+        "DBX012",
+        &findings(&native_project("[services.web.policy]\nnet = \"host\"")),
+    );
+    assert_alone(
+        "DBX019",
+        &findings(&native_project(
+            "[services.web.policy]\nfs = { write = [\"/etc\"] }",
+        )),
+    );
+    assert_alone(
+        "DBX034",
+        &findings(&native_project(
+            "[services.web.policy]\nfs = { write = [\"/\"] }",
+        )),
+    );
+    assert_alone(
+        "DBX033",
+        &findings(&native_project(
+            "[services.web.policy]\nnet = { default = \"allow\" }",
+        )),
+    );
+    // A port on every interface, a writable project bind, no healthcheck: as for a container.
+    assert_alone(
+        "DBX016",
+        &findings(&native_project("ports = [\"0.0.0.0:8080:8080\"]")),
+    );
+    let p = native_project("volumes = [\"./src:/src\"]");
+    std::fs::create_dir_all(p.path().join("src")).unwrap();
+    assert_alone("DBX021", &findings(&p));
+    let p = Project::with_toml(
+        "[services.web]\ncommand = [\"/bin/true\"]\nmemory = \"64m\"\ncpus = 0.5\n",
+    );
+    assert_alone("DBX027", &findings(&p));
+}
+
+#[test]
+fn container_only_rules_skip_native_services() {
+    // A native service drops every capability whatever `cap_drop` lists: no DBX004, which
+    // the same line gives a container.
+    assert_eq!(
+        findings(&native_project("cap_drop = [\"NET_RAW\"]")),
+        vec![]
+    );
+    assert_alone(
+        "DBX004",
+        &findings(&project(&[], "cap_drop = [\"NET_RAW\"]", "")),
+    );
+    // `network_mode = "host"` goes with `policy.net = "host"`: one finding, at the policy.
+    let p = native_project("network_mode = \"host\"\n[services.web.policy]\nnet = \"host\"");
+    let out = p.devbox().args(["audit", "--format", "json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let keys: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["services.web.policy.net"], "{}", out.stdout);
+}
