@@ -259,6 +259,7 @@ fn clean_projects_audit_clean_at_high() {
     dirs.extend(
         [
             "quickstart",
+            "quickstart-containers",
             "local-dev",
             "multi-tenant",
             "connector-runner",

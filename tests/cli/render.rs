@@ -387,7 +387,7 @@ fn rendered_pods_of_clean_projects_meet_the_restricted_profile() {
         "secret",
     ];
     let mut pods = 0;
-    for ex in ["hardened", "quickstart"] {
+    for ex in ["hardened", "quickstart-containers"] {
         let out = render(&repo().join("examples").join(ex), "kube");
         assert_eq!(out.code, 0, "{}", out.stderr);
         for doc in serde_yaml::Deserializer::from_str(&out.stdout) {
