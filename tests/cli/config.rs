@@ -416,6 +416,14 @@ fn auto_says_why_it_chose_the_native_engine() {
         v["project"]["engine_reason"],
         "no service has an image: running natively (engine native)"
     );
+    let out = p
+        .devbox()
+        .args(["config", "--explain", "project.engine"])
+        .run();
+    assert_eq!(
+        out.stdout,
+        "project.engine = \"auto\"\n  from devbox default\n  resolved: no service has an image: running natively (engine native)\n"
+    );
     // Told, devbox does not explain its choice.
     let out = p
         .devbox()
