@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::libc;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{
@@ -29,8 +30,45 @@ use crate::config::model::Decision;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The spec's argv is empty.
+    #[error("no command to run")]
+    NoCommand,
+    /// A mount's `source` (the host path shown at another place) is missing.
+    #[error("{} to show at {} does not exist", host.display(), target.display())]
+    SourceMissing { host: PathBuf, target: PathBuf },
+    /// A writable path is missing: devbox shows it, it does not make it.
+    #[error(
+        "writable path {} does not exist\nhint: create it, or declare it under [data.dirs] so devbox makes it",
+        path.display()
+    )]
+    WritableMissing { path: PathBuf },
+    /// The seccomp filter could not be built.
+    #[error("seccomp: {0}")]
+    Seccomp(#[source] super::seccomp::Error),
+    /// A system call of the supervisor's own (`socketpair`, `pipe`, `sigprocmask`,
+    /// `signalfd`, `poll`) failed.
+    #[error("{call}: {errno}")]
+    Syscall {
+        call: &'static str,
+        #[source]
+        errno: Errno,
+    },
+    /// The clone into new namespaces failed; EPERM and ENOSPC come with a hint that user
+    /// namespaces may be disabled.
+    #[error("creating namespaces: {}{}", errno.desc(), namespaces_hint(*errno))]
+    Namespaces { errno: Errno },
+    /// Under root: the id maps or idmapped trees could not be handed to the init.
     #[error("{0}")]
-    Setup(String),
+    IdMap(String),
+    /// The init could not be put in its cgroup.
+    #[error("joining the cgroup: {0}")]
+    JoinCgroup(#[source] super::cgroup::Error),
+    /// The control socket's server could not start.
+    #[error("control socket: {0}")]
+    Control(#[source] crate::ipc::control::ControlError),
+    /// The egress proxy could not start.
+    #[error("egress proxy: {0}")]
+    Proxy(#[source] std::io::Error),
     #[error("exec of `{what}` denied by the policy: it is not in exec.allow")]
     ExecDenied { what: String },
     #[error("the sandbox could not be set up: {0}")]
@@ -40,6 +78,20 @@ pub enum Error {
     /// `Options::before_go` refused: the sandbox was killed before the worker started.
     #[error("{0}")]
     BeforeGo(String),
+}
+
+/// The hint [`Error::Namespaces`] gives for `errno`.
+fn namespaces_hint(errno: Errno) -> &'static str {
+    if errno == Errno::EPERM || errno == Errno::ENOSPC {
+        "\nhint: user namespaces may be disabled; `devbox doctor` checks them"
+    } else {
+        ""
+    }
+}
+
+/// Makes an errno of `call` an [`Error::Syscall`].
+fn syscall(call: &'static str) -> impl FnOnce(Errno) -> Error {
+    move |errno| Error::Syscall { call, errno }
 }
 
 /// Options that are not part of the policy.
@@ -163,10 +215,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| std::env::split_paths(v).collect())
         .unwrap_or_default();
-    let prog = spec
-        .argv
-        .first()
-        .ok_or_else(|| Error::Setup("no command to run".into()))?;
+    let prog = spec.argv.first().ok_or(Error::NoCommand)?;
     // With an allow list, the command itself must be on it: looked up as the worker's exec
     // will look it up, on the host, which the sandbox shows at the same paths.
     let exec = (!spec.exec_allow.is_empty()).then(|| {
@@ -232,26 +281,24 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     for m in &spec.mounts {
         if let (Some(src), MountKind::ReadOnly | MountKind::ReadWrite) = (&m.source, m.kind) {
             if !src.exists() {
-                return Err(Error::Setup(format!(
-                    "{} to show at {} does not exist",
-                    src.display(),
-                    m.path.display()
-                )));
+                return Err(Error::SourceMissing {
+                    host: src.clone(),
+                    target: m.path.clone(),
+                });
             }
             continue;
         }
         if m.kind == MountKind::ReadWrite && !m.path.exists() {
-            return Err(Error::Setup(format!(
-                "writable path {} does not exist\nhint: create it, or declare it under [data.dirs] so devbox makes it",
-                m.path.display()
-            )));
+            return Err(Error::WritableMissing {
+                path: m.path.clone(),
+            });
         }
     }
     for n in &plan.notes {
         (opts.warn)(n);
     }
     let landlock = use_landlock.then(|| landlock_rules(spec, &plan.shown, opts.control));
-    let seccomp = super::seccomp::program().map_err(|e| Error::Setup(format!("seccomp: {e}")))?;
+    let seccomp = super::seccomp::program().map_err(Error::Seccomp)?;
 
     let mut env: Vec<CString> = spec
         .env
@@ -293,11 +340,11 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| Error::Setup(format!("socketpair: {e}")))?;
-    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Setup(format!("pipe: {e}")))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Setup(format!("pipe: {e}")))?;
+    .map_err(syscall("socketpair"))?;
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(syscall("pipe"))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(syscall("pipe"))?;
 
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
@@ -311,7 +358,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     let mask = forwarded();
     let old_mask = mask
         .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
-        .map_err(|e| Error::Setup(format!("sigprocmask: {e}")))?;
+        .map_err(syscall("sigprocmask"))?;
     let _ = std::io::Write::flush(&mut std::io::stdout());
     // SAFETY: the process is single-threaded (checked above), so the child may run
     // arbitrary code; a null stack makes clone behave like fork.
@@ -342,17 +389,9 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     drop(alive_r);
     drop(err_w);
     if pid < 0 {
-        let e = nix::errno::Errno::last();
+        let errno = Errno::last();
         let _ = old_mask.thread_set_mask();
-        return Err(Error::Setup(format!(
-            "creating namespaces: {}{}",
-            e.desc(),
-            if e == nix::errno::Errno::EPERM || e == nix::errno::Errno::ENOSPC {
-                "\nhint: user namespaces may be disabled; `devbox doctor` checks them"
-            } else {
-                ""
-            }
-        )));
+        return Err(Error::Namespaces { errno });
     }
     let init = Pid::from_raw(pid as i32);
     if uid == 0 {
@@ -361,7 +400,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(init, None);
             let _ = old_mask.thread_set_mask();
-            return Err(Error::Setup(e));
+            return Err(Error::IdMap(e));
         }
     }
     // The cgroup (or rlimits, when none can be made) is made while the init builds the
@@ -510,8 +549,7 @@ fn supervise(
     let mut on_ready = opts.on_ready.take();
     let before_go = opts.before_go.take();
     if let Some(c) = cgroup {
-        c.add(init)
-            .map_err(|e| Error::Setup(format!("joining the cgroup: {e}")))?;
+        c.add(init).map_err(Error::JoinCgroup)?;
     }
     // The init's report: "OK port" with the listeners, or "ERR why".
     let mut buf = [0u8; 4096];
@@ -566,7 +604,7 @@ fn supervise(
                 },
                 ready_tx,
             )
-            .map_err(|e| Error::Setup(format!("control socket: {e}")))?,
+            .map_err(Error::Control)?,
         );
     }
     if let Net::Proxy(rules) = &spec.net {
@@ -578,7 +616,7 @@ fn supervise(
             rules.clone(),
             opts.audit.clone(),
         )
-        .map_err(|e| Error::Setup(format!("egress proxy: {e}")))?;
+        .map_err(Error::Proxy)?;
     }
     if let Some(f) = before_go {
         f(init).map_err(Error::BeforeGo)?;
@@ -618,8 +656,7 @@ fn wait(
     on_ready: &mut Option<Box<dyn FnOnce() + Send>>,
 ) -> Result<Outcome, Error> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let sfd = nix::sys::signalfd::SignalFd::new(&forwarded())
-        .map_err(|e| Error::Setup(format!("signalfd: {e}")))?;
+    let sfd = nix::sys::signalfd::SignalFd::new(&forwarded()).map_err(syscall("signalfd"))?;
     let deadline = spec
         .limits
         .timeout_ms
@@ -682,8 +719,8 @@ fn wait(
         ];
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::Setup(format!("poll: {e}"))),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(syscall("poll")(e)),
         }
         if fds[0].any().unwrap_or(false) {
             if let Ok(Some(info)) = sfd.read_signal() {
@@ -806,6 +843,71 @@ mod tests {
 
     use super::*;
     use crate::runner::testing::{alive, in_fork, options, sh, As};
+
+    #[test]
+    fn setup_errors_read_as_before() {
+        let cases = [
+            (Error::NoCommand, "no command to run".to_string()),
+            (
+                Error::SourceMissing {
+                    host: PathBuf::from("/home/dev/cache"),
+                    target: PathBuf::from("/cache"),
+                },
+                "/home/dev/cache to show at /cache does not exist".into(),
+            ),
+            (
+                Error::WritableMissing {
+                    path: PathBuf::from("/srv/app/.data/out"),
+                },
+                "writable path /srv/app/.data/out does not exist\n\
+                 hint: create it, or declare it under [data.dirs] so devbox makes it"
+                    .into(),
+            ),
+            (
+                syscall("pipe")(Errno::EMFILE),
+                "pipe: EMFILE: Too many open files".into(),
+            ),
+            (
+                Error::Namespaces {
+                    errno: Errno::EPERM,
+                },
+                "creating namespaces: Operation not permitted\n\
+                 hint: user namespaces may be disabled; `devbox doctor` checks them"
+                    .into(),
+            ),
+            (
+                Error::Namespaces {
+                    errno: Errno::ENOSPC,
+                },
+                "creating namespaces: No space left on device\n\
+                 hint: user namespaces may be disabled; `devbox doctor` checks them"
+                    .into(),
+            ),
+            (
+                Error::Namespaces {
+                    errno: Errno::EINVAL,
+                },
+                "creating namespaces: Invalid argument".into(),
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_syscall_is_named_and_carries_its_errno() {
+        let e = syscall("socketpair")(Errno::ENFILE);
+        assert!(matches!(
+            e,
+            Error::Syscall {
+                call: "socketpair",
+                errno: Errno::ENFILE
+            }
+        ));
+        let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Errno>());
+        assert_eq!(source, Some(&Errno::ENFILE));
+    }
 
     #[test]
     fn before_go_sees_the_sandbox_set_up_before_the_worker_starts() {
