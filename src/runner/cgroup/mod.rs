@@ -44,7 +44,7 @@ use v2::build_unified_root;
 
 /// The CFS period for `cpus`: the kernel's default, so `cpus = 0.5` reads as 50 ms of
 /// every 100 ms.
-const CPU_PERIOD_US: u64 = 100_000;
+pub const CPU_PERIOD_US: u64 = 100_000;
 /// The smallest quota the kernel accepts (1 ms).
 const CPU_MIN_QUOTA_US: u64 = 1_000;
 /// How long teardown keeps killing before it gives up on a cgroup.
@@ -183,8 +183,8 @@ fn prep<T>(r: Result<T, Error>) -> Result<T, Fail> {
     })
 }
 
-/// `cpus` as a CFS quota per [`CPU_PERIOD_US`].
-fn cpu_quota(cpus: f64) -> u64 {
+/// `cpus` as a CFS quota per [`CPU_PERIOD_US`] (`devbox render oci` writes the same).
+pub fn cpu_quota(cpus: f64) -> u64 {
     ((cpus * CPU_PERIOD_US as f64).round() as u64).max(CPU_MIN_QUOTA_US)
 }
 
