@@ -10,6 +10,7 @@ pub mod context;
 pub mod lock;
 pub mod ports;
 pub mod progress;
+pub mod reconcile;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::engine::{
 use crate::fsutil::PathError;
 use crate::plan::{NetworkPlan, Plan, ServicePlan, LABEL_DIR, LABEL_HASH, LABEL_PROJECT};
 pub use progress::Progress;
+pub use reconcile::{reconcile, Reconciled, ServiceState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

@@ -432,3 +432,60 @@ fn a_container_that_fails_to_start_is_removed() {
         .collect();
     assert_eq!(left, ["demo-db"]);
 }
+
+#[test]
+fn reconcile_marks_edited_services_outdated_and_removed_ones_orphans() {
+    let d = tempfile::tempdir().unwrap();
+    let e = fake();
+    let rt = rt();
+    let plan = plan_of(d.path(), TWO);
+    rt.block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    let found = || rt.block_on(e.list_containers("demo")).unwrap();
+    let info = rt.block_on(e.info()).unwrap();
+    let summary = |r: &Reconciled| {
+        let services: Vec<(String, Option<String>, bool)> = r
+            .services
+            .iter()
+            .map(|s| {
+                let name = s.container.as_ref().map(|c| c.name.clone());
+                (s.service.name.clone(), name, s.outdated)
+            })
+            .collect();
+        let orphans: Vec<String> = r.orphans.iter().map(|c| c.name.clone()).collect();
+        (services, orphans)
+    };
+
+    let r = reconcile(&plan, found(), &info).unwrap();
+    assert_eq!(
+        summary(&r),
+        (
+            vec![
+                ("db".into(), Some("demo-db".into()), false),
+                ("web".into(), Some("demo-web".into()), false),
+            ],
+            vec![]
+        )
+    );
+
+    let edited = plan_of(d.path(), &TWO.replace("8080:80", "8081:80"));
+    let r = reconcile(&edited, found(), &info).unwrap();
+    assert_eq!(
+        summary(&r).0,
+        [
+            ("db".into(), Some("demo-db".into()), false),
+            ("web".into(), Some("demo-web".into()), true),
+        ]
+    );
+
+    let only_db = TWO.split("[services.web]").next().unwrap().to_owned();
+    let without_web = plan_of(d.path(), &only_db);
+    let r = reconcile(&without_web, found(), &info).unwrap();
+    assert_eq!(
+        summary(&r),
+        (
+            vec![("db".into(), Some("demo-db".into()), false)],
+            vec!["demo-web".into()]
+        )
+    );
+}

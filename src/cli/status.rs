@@ -35,7 +35,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let plan = crate::plan::plan(&loaded.config);
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
-    let mut found: Vec<ContainerInfo> = rt.block_on(async {
+    let found: Vec<ContainerInfo> = rt.block_on(async {
         let list = conn.engine.list_containers(&plan.project).await?;
         // Engines that do not schedule healthchecks themselves get a fresh one.
         let mut fresh = Vec::new();
@@ -53,7 +53,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         Ok::<_, crate::engine::EngineError>(fresh)
     })?;
     let info = rt.block_on(conn.engine.info())?;
-    let tags = crate::apply::image_tags(&plan)?;
+    let state = crate::apply::reconcile(&plan, found, &info)?;
     let mut rows = Vec::new();
     let row =
         |service: &str, c: Option<&ContainerInfo>, notes: Vec<String>, outdated, orphan| Row {
@@ -70,18 +70,16 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             orphan,
             notes,
         };
-    for s in &plan.services {
-        let pos = found
-            .iter()
-            .position(|c| c.service() == Some(s.name.as_str()));
-        let c = pos.map(|i| found.remove(i));
-        let want = crate::apply::desired(&plan, s, &info, &tags)?;
-        let outdated = c.as_ref().is_some_and(|c| {
-            c.config_hash() != want.labels.get(crate::plan::LABEL_HASH).map(String::as_str)
-        });
-        rows.push(row(&s.name, c.as_ref(), s.notes.clone(), outdated, false));
+    for s in &state.services {
+        rows.push(row(
+            &s.service.name,
+            s.container.as_ref(),
+            s.service.notes.clone(),
+            s.outdated,
+            false,
+        ));
     }
-    for c in &found {
+    for c in &state.orphans {
         rows.push(row(
             c.service().unwrap_or("?"),
             Some(c),

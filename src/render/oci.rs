@@ -30,6 +30,8 @@ use oci_spec::OciSpecError;
 
 use crate::config::absolute;
 use crate::fsutil::{write_atomic, PathError, WrapPath};
+use crate::runner::cgroup::{cpu_quota, CPU_PERIOD_US};
+use crate::runner::rlimit::DEFAULT_NOFILE;
 use crate::runner::rootfs::{is_library_dir, resolve, HostFs, Kind, Resolved};
 use crate::runner::seccomp;
 use crate::runner::spec::{MountKind, Net, RunSpec};
@@ -37,12 +39,6 @@ use crate::runner::spec::{MountKind, Net, RunSpec};
 /// The annotation naming the worker; it marks a bundle as devbox's, so that rendering
 /// again may replace it.
 pub const ANNOTATION: &str = "devbox.worker";
-
-/// Open files when the policy sets none, as `devbox run` (`runner::rlimit`).
-const DEFAULT_NOFILE: u64 = 1024;
-/// The CFS period `cpus` is a share of, as `runner::cgroup`.
-const CPU_PERIOD_US: u64 = 100_000;
-const CPU_MIN_QUOTA_US: i64 = 1_000;
 
 /// Bundle files beside `config.json`, bound into the container.
 const EMPTY: &str = "empty";
@@ -635,7 +631,8 @@ fn resources(spec: &RunSpec) -> Result<Option<oci_spec::runtime::LinuxResources>
         r = r.pids(LinuxPidsBuilder::default().limit(i64::from(p)).build()?);
     }
     if let Some(c) = l.cpus {
-        let quota = ((c * CPU_PERIOD_US as f64).round() as i64).max(CPU_MIN_QUOTA_US);
+        // The quota `devbox run` writes to its cgroup.
+        let quota = i64::try_from(cpu_quota(c)).unwrap_or(i64::MAX);
         r = r.cpu(
             LinuxCpuBuilder::default()
                 .quota(quota)
