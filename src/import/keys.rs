@@ -231,7 +231,7 @@ pub(super) fn deploy(
     set: &mut BTreeSet<&str>,
 ) {
     for (k, kat, n) in v.entries() {
-        let yk = format!("{yp}.deploy.{k}");
+        let yk = format!("{yp}.{k}");
         match k.as_str() {
             "resources" => {
                 for (rk, rat, rn) in n.entries() {

@@ -234,6 +234,28 @@ mod tests {
         assert_eq!(rules, ["DBX036", "DBX037"]);
     }
 
+    // Regression: deploy's notes named `services.web.deploy.deploy.KEY`.
+    #[test]
+    fn deploy_notes_name_the_key_once() {
+        let y = "services:\n  web:\n    image: nginx:1.27\n    deploy:\n      replicas: 2\n      resources:\n        reservations:\n          memory: 1g\n";
+        let i = convert(y, Path::new("/p"), Some("p"), Mode::Audit).unwrap();
+        let unmapped: Vec<&str> = i
+            .notes
+            .iter()
+            .filter(|n| n.unmapped)
+            .map(|n| n.path.as_str())
+            .collect();
+        assert_eq!(
+            unmapped,
+            [
+                "services.web.deploy.replicas",
+                "services.web.deploy.resources.reservations"
+            ],
+            "{:#?}",
+            i.notes
+        );
+    }
+
     #[test]
     fn devbox_tcp_healthchecks_come_back_as_tcp() {
         let s = crate::engine::tcp_check(7777);
