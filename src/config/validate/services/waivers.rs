@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::audit::rules::{rule, RULES};
 use crate::config::diagnostic::{Diagnostic, KeyPath};
 use crate::config::raw::RawAuditWaivers;
 use crate::config::validate::Ctx;
@@ -18,9 +19,9 @@ pub(super) fn waivers(
         .iter()
         .enumerate()
     {
-        let known = crate::audit::rule(&w.rule).is_some();
+        let known = rule(&w.rule).is_some();
         if !known {
-            let ids: Vec<&str> = crate::audit::RULES.iter().map(|r| r.id).collect();
+            let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
             let d = Diagnostic::error(
                 p.index(i).key("rule"),
                 format!("unknown audit rule `{}`", w.rule),
