@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::config::diagnostic::KeyPath;
 use crate::config::model::{
-    Config, Decision, FileContent, ImageRef, Mount, NetPolicy, Restart, Service,
+    Config, Decision, FileContent, ImageRef, Mount, NetPolicy, Policy, Restart, Service,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -140,9 +140,9 @@ rules! {
         Some(("4.10", "Ensure secrets are not stored in Dockerfiles")), None;
     "DBX032", High, "unsafe sysctl", "remove it, or use one of the namespaced safe sysctls",
         None, Some((BASELINE, "Sysctls"));
-    "DBX033", High, "worker allows all network access", "use `net = { default = \"deny\", allow = [...] }`",
+    "DBX033", High, "worker or native service allows all network access", "use `net = { default = \"deny\", allow = [...] }`",
         None, None;
-    "DBX034", High, "worker may write anywhere", "list only the directories the worker must write in `fs.write`",
+    "DBX034", High, "worker or native service may write anywhere", "list only the directories the worker must write in `fs.write`",
         None, None;
     "DBX035", Low, "no resource limits for the worker", "set `limits = { memory, pids }`",
         None, None;
@@ -294,7 +294,8 @@ fn service(config: &Config, name: &str, s: &Service, out: &mut Out) {
             format!("service {name} can change its image's files"),
         );
     }
-    if !s.cap_drop.iter().any(|c| c == "ALL") {
+    // A native service always drops every capability, whatever `cap_drop` says.
+    if !s.is_native() && !s.cap_drop.iter().any(|c| c == "ALL") {
         out.add(
             "DBX004",
             p.key("cap_drop"),
@@ -352,7 +353,9 @@ fn service(config: &Config, name: &str, s: &Service, out: &mut Out) {
             _ => {}
         }
     }
-    if s.network_mode.as_deref() == Some("host") {
+    // A native service's `network_mode = "host"` goes with `policy.net = "host"`, which
+    // is reported below.
+    if !s.is_native() && s.network_mode.as_deref() == Some("host") {
         out.add(
             "DBX012",
             p.key("network_mode"),
@@ -497,6 +500,46 @@ fn service(config: &Config, name: &str, s: &Service, out: &mut Out) {
                 "DBX032",
                 p.key("sysctls").key(k),
                 format!("service {name} sets {k}"),
+            );
+        }
+    }
+    if let Some(pol) = &s.policy {
+        native_policy(name, &p.key("policy"), pol, out);
+    }
+}
+
+/// The rules a native service's sandbox policy can break. (The container-only rules
+/// cannot fire for it: validation refuses the keys they are about.)
+fn native_policy(name: &str, p: &KeyPath, pol: &Policy, out: &mut Out) {
+    match &pol.net {
+        NetPolicy::Host => out.add(
+            "DBX012",
+            p.key("net"),
+            format!("service {name} uses the host's network stack"),
+        ),
+        NetPolicy::Proxy {
+            default: Decision::Allow,
+            ..
+        } => out.add(
+            "DBX033",
+            p.key("net").key("default"),
+            format!("service {name} may reach any destination not denied"),
+        ),
+        _ => {}
+    }
+    for (i, wr) in pol.fs.write.iter().enumerate() {
+        let key = p.key("fs").key("write").index(i);
+        if wr == Path::new("/") || is_home(wr) {
+            out.add(
+                "DBX034",
+                key,
+                format!("service {name} may write {}", wr.display()),
+            );
+        } else if SENSITIVE.iter().any(|d| wr == Path::new(d)) {
+            out.add(
+                "DBX019",
+                key,
+                format!("service {name} may write {}", wr.display()),
             );
         }
     }

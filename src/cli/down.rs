@@ -137,6 +137,7 @@ fn project_only(g: &Global, e: &anyhow::Error) -> anyhow::Result<Option<Loaded>>
         engine: g.engine.map(Into::into),
         project_name: g.project_name.clone(),
         text: Some(reduced.to_string()),
+        workers_only: false,
     };
     let Ok(loaded) = config::load(&opts) else {
         return Ok(None);

@@ -102,6 +102,7 @@ pub fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<Co
         engine: g.engine.map(Into::into),
         project_name: None,
         text: Some(imported.toml.clone()),
+        workers_only: false,
     };
     let loaded = match config::load(&opts) {
         Ok(l) => l,

@@ -319,12 +319,22 @@ pub fn worker<'a>(
 
 /// Loads the configuration the global flags point at, printing warnings.
 pub fn load(g: &Global) -> anyhow::Result<Loaded> {
+    load_as(g, false)
+}
+
+/// [`load`] for `devbox run`, which runs workers whatever the engine.
+pub fn load_for_workers(g: &Global) -> anyhow::Result<Loaded> {
+    load_as(g, true)
+}
+
+fn load_as(g: &Global, workers_only: bool) -> anyhow::Result<Loaded> {
     let opts = LoadOptions {
         file: g.file.clone(),
         cwd: std::env::current_dir()?,
         engine: g.engine.map(Into::into),
         project_name: g.project_name.clone(),
         text: None,
+        workers_only,
     };
     let loaded = config::load(&opts)?;
     let mut err = std::io::stderr();

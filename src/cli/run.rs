@@ -96,7 +96,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let (name, mut worker, extra, project) = match &a.worker {
         Some(name) => {
-            let loaded = super::load(g)?;
+            let loaded = super::load_for_workers(g)?;
             let c = loaded.config;
             let w = super::worker(&c, name)?;
             crate::data::ensure(&c.data).context("creating the .data layout")?;

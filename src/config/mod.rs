@@ -47,6 +47,9 @@ pub struct LoadOptions {
     /// The file's text, when it is made in memory (an imported compose file) rather
     /// than read from `file`; `sandbox.local.toml` is then not layered on.
     pub text: Option<String>,
+    /// Loading for `devbox run`: the engine is left as written and need not suit the
+    /// services (workers run on devbox's runner whatever the engine).
+    pub workers_only: bool,
 }
 
 /// A loaded, valid configuration and what it was made from.
@@ -198,7 +201,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     };
     let (parsed, names, more) = parse_entries(&root);
     pending.extend(more);
-    let (config, more) = validate::resolve(&parsed, &names, &file, &dir);
+    let (config, more) = validate::resolve(&parsed, &names, &file, &dir, opts.workers_only);
     pending.extend(more);
 
     let diagnostics: Vec<Diagnostic> = pending
@@ -453,7 +456,16 @@ fn parse_entries(root_value: &Value) -> (Parsed, Names, Vec<validate::Pending>) 
     section!("images", images, names.images);
     section!("volumes", volumes, names.volumes);
     section!("networks", networks, names.networks);
-    section!("services", services, names.services);
+    for (k, v) in entries(root, "services", root_value, &mut out) {
+        names.services.insert(k.clone());
+        let before = out.len();
+        if let Some(t) = one(v, &base.key("services").key(k), root_value, &mut out) {
+            parsed.services.insert(k.clone(), t);
+        }
+        if out.len() > before {
+            parsed.repaired_services.insert(k.clone());
+        }
+    }
     let mut workers = std::collections::BTreeSet::new();
     section!("workers", workers, workers);
     if let Some(v) = root.get("probes") {

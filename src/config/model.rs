@@ -29,7 +29,13 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Project {
     pub name: String,
+    /// The engine to use: as written (or given by flag or environment), except that
+    /// `auto` becomes `native` when every service is native.
     pub engine: EngineChoice,
+    /// Why devbox chose the engine, when it chose it rather than being told: the one
+    /// line it prints ("no service has an image: running natively (engine native)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -112,6 +118,8 @@ pub enum ImageRef {
     Built(String),
     /// An image reference used as is.
     Reference(String),
+    /// No image: a host program run natively, in a sandbox of devbox's runner.
+    Host,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -162,6 +170,12 @@ pub struct Service {
     pub init: bool,
     /// Audit findings accepted for this service: rule id -> reason.
     pub waivers: BTreeMap<String, String>,
+    /// A native service's sandbox policy (`policy.limits` stays empty: the service's own
+    /// `memory`, `cpus`, `pids_limit` and `ulimits` are its limits); `None` for a service
+    /// with an image. Left out of the config hash when `None`, as containers were made
+    /// before the key existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
     /// The hardened defaults devbox filled in because the file left them unset,
     /// as `key = value` strings, for the rendered plan and `devbox config`.
     pub defaults_applied: Vec<String>,
@@ -171,6 +185,11 @@ pub struct Service {
 pub const DEFAULT_STOP_GRACE_S: u32 = 10;
 
 impl Service {
+    /// A host program run by devbox's runner rather than a container.
+    pub fn is_native(&self) -> bool {
+        self.image == ImageRef::Host
+    }
+
     pub fn stop_grace_s(&self) -> u32 {
         self.stop_grace_s.unwrap_or(DEFAULT_STOP_GRACE_S)
     }

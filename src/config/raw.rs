@@ -35,7 +35,8 @@ pub struct RawConfig {
     /// Networks; `internal = true` has no route out of the host.
     #[serde(default)]
     pub networks: BTreeMap<String, RawNetwork>,
-    /// Long-running containers.
+    /// Long-running services: containers (with `image`), or host programs run natively
+    /// (without).
     #[serde(default)]
     pub services: BTreeMap<String, RawService>,
     /// Checks that `devbox verify` runs against the started environment.
@@ -155,8 +156,10 @@ pub struct RawNetwork {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
-    /// A key of `[images]`, or an image reference such as `localhost/app:1`.
-    pub image: String,
+    /// A key of `[images]`, or an image reference such as `localhost/app:1`. Without it the
+    /// service is a host program that devbox's runner sandboxes (a native service): it
+    /// then needs `command` or `entrypoint`.
+    pub image: Option<String>,
     pub command: Option<StringOrList>,
     pub entrypoint: Option<StringOrList>,
     #[serde(default)]
@@ -235,6 +238,10 @@ pub struct RawService {
     pub init: Option<bool>,
     /// Accepted `devbox audit` findings, each with its reason.
     pub audit: Option<RawAuditWaivers>,
+    /// Native services only: what the sandbox lets the program reach (`net`, `fs`, `exec`,
+    /// `env`), as for workers; limits are the service's own `memory`, `cpus`, `pids_limit`
+    /// and `ulimits`.
+    pub policy: Option<RawPolicy>,
 }
 
 /// `[services.NAME.audit]`
@@ -349,7 +356,7 @@ pub struct RawWorker {
     pub policy: RawPolicy,
 }
 
-/// `[workers.NAME.policy]`
+/// `[workers.NAME.policy]`, and `[services.NAME.policy]` for a native service.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {

@@ -129,17 +129,24 @@ pub struct Parsed {
     pub volumes: BTreeMap<String, RawVolume>,
     pub networks: BTreeMap<String, RawNetwork>,
     pub services: BTreeMap<String, RawService>,
+    /// Services parsed only once their bad keys were removed: one of those may have been
+    /// a misspelt `image` or `command`, so their absence is not reported as well.
+    pub repaired_services: BTreeSet<String>,
     pub probes: Vec<Option<RawProbe>>,
     pub workers: BTreeMap<String, RawWorker>,
 }
 
 /// Validates and resolves. Returns the config (when there were no errors) and all
 /// diagnostics, warnings included.
+///
+/// `workers_only` (for `devbox run`) leaves the engine as written: workers run on
+/// devbox's runner whatever the engine, so the services' kinds need not agree with it.
 pub fn resolve(
     parsed: &Parsed,
     names: &Names,
     file: &Path,
     dir: &Path,
+    workers_only: bool,
 ) -> (Option<Config>, Vec<Pending>) {
     let mut cx = Ctx {
         dir,
@@ -165,9 +172,10 @@ pub fn resolve(
         }
         None => default_project_name(dir),
     };
-    let project = Project {
+    let mut project = Project {
         name,
         engine: raw_project.engine.unwrap_or_default(),
+        engine_reason: None,
     };
 
     let data = resolve_data(&mut cx, parsed.data.clone().unwrap_or_default());
@@ -217,11 +225,15 @@ pub fn resolve(
     for (n, raw) in &parsed.services {
         let p = root.key("services").key(n);
         check_name(&mut cx, &p, n, "service name", false);
-        services.insert(n.clone(), resolve_service(&mut cx, &p, raw));
+        let repaired = parsed.repaired_services.contains(n);
+        services.insert(n.clone(), resolve_service(&mut cx, &p, raw, repaired));
     }
     check_port_clashes(&mut cx, &services);
     check_healthy_deps(&mut cx, &services);
     check_cycles(&mut cx, &services);
+    if !workers_only {
+        resolve_engine(&mut cx, &mut project, &services);
+    }
 
     let mut probes = Vec::new();
     for (i, raw) in parsed.probes.iter().enumerate() {
@@ -271,6 +283,72 @@ pub fn resolve(
         workers,
     });
     (config, cx.out)
+}
+
+/// One line of `devbox up`'s output when `auto` picks the native engine.
+pub const NATIVE_REASON: &str = "no service has an image: running natively (engine native)";
+
+/// Checks that the services suit the engine, and picks one for `auto`: native when every
+/// service is native, else a container engine (chosen when connecting). A project runs
+/// on one engine, so native and image services do not mix.
+fn resolve_engine(cx: &mut Ctx, project: &mut Project, services: &BTreeMap<String, Service>) {
+    let (native, contained): (Vec<&String>, Vec<&String>) =
+        services.keys().partition(|n| services[*n].is_native());
+    let svc = |n: &str| KeyPath::root().key("services").key(n);
+    match project.engine {
+        EngineChoice::Native => {
+            for n in contained {
+                cx.err(
+                    Diagnostic::error(
+                        svc(n).key("image"),
+                        format!("service `{n}` has an image, but the engine is `native`"),
+                    )
+                    .hint("the native engine runs host programs: choose a container engine (engine = \"auto\", \"podman\" or \"docker\" in [project], or --engine), or remove `image` and give the service a `command` to run it natively"),
+                );
+            }
+        }
+        EngineChoice::Podman | EngineChoice::Docker => {
+            let e = project.engine.as_str();
+            for n in native {
+                cx.err_key(
+                    Diagnostic::error(
+                        svc(n),
+                        format!("service `{n}` has no image, but the engine is `{e}`"),
+                    )
+                    .hint(format!("{e} runs containers: give the service an `image`, or choose engine = \"native\" (or \"auto\") to run host programs")),
+                );
+            }
+        }
+        EngineChoice::Auto if contained.is_empty() && !native.is_empty() => {
+            project.engine = EngineChoice::Native;
+            project.engine_reason = Some(NATIVE_REASON.to_owned());
+        }
+        EngineChoice::Auto if !native.is_empty() => {
+            // The fewer are the odd ones out; on a tie, the native ones.
+            if native.len() <= contained.len() {
+                let (n, other) = (native[0], contained[0]);
+                cx.err_key(
+                    Diagnostic::error(
+                        svc(n),
+                        format!("service `{n}` has no image, but `{other}` runs in a container"),
+                    )
+                    .expected("every service with an `image`, or none")
+                    .hint("a project runs on one engine: give this service an `image`, or remove the images and give each service a `command`"),
+                );
+            } else {
+                let (n, other) = (contained[0], native[0]);
+                cx.err(
+                    Diagnostic::error(
+                        svc(n).key("image"),
+                        format!("service `{n}` has an image, but `{other}` runs natively"),
+                    )
+                    .expected("every service with an `image`, or none")
+                    .hint("a project runs on one engine: remove `image` and give this service a `command`, or give every service an image"),
+                );
+            }
+        }
+        EngineChoice::Auto => {}
+    }
 }
 
 /// The directory's name made into a valid project name.
@@ -751,27 +829,56 @@ fn resolve_image(cx: &mut Ctx, p: &KeyPath, raw: &RawImage) -> Option<Image> {
 // ---------------------------------------------------------------------------------------
 // services
 
-fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
+fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService, repaired: bool) -> Service {
     let names = cx.names;
     let mut defaults = Vec::new();
 
-    let image = if cx.names.images.contains(&raw.image) {
-        ImageRef::Built(raw.image.clone())
-    } else if raw.image.contains(['/', ':', '@']) {
-        ImageRef::Reference(raw.image.clone())
-    } else {
-        let d = Diagnostic::error(p.key("image"), format!("unknown image `{}`", raw.image))
-            .expected(
-            "a key of [images], or an image reference containing `/` or `:` (\"localhost/app:1\")",
-        );
-        cx.err(
-            d.suggest(&raw.image, cx.names.images.iter().map(String::as_str))
-                .or_hint(format!(
-                    "define [images.{}] with a containerfile, or write a full reference",
-                    raw.image
-                )),
-        );
-        ImageRef::Reference(raw.image.clone())
+    let image = match raw.image.as_deref() {
+        None => ImageRef::Host,
+        Some(img) if cx.names.images.contains(img) => ImageRef::Built(img.to_owned()),
+        Some(img) if img.contains(['/', ':', '@']) => ImageRef::Reference(img.to_owned()),
+        Some(img) => {
+            let d = Diagnostic::error(p.key("image"), format!("unknown image `{img}`")).expected(
+                "a key of [images], or an image reference containing `/` or `:` (\"localhost/app:1\")",
+            );
+            cx.err(
+                d.suggest(img, cx.names.images.iter().map(String::as_str))
+                    .or_hint(format!(
+                        "define [images.{img}] with a containerfile, or write a full reference"
+                    )),
+            );
+            ImageRef::Reference(img.to_owned())
+        }
+    };
+    let native = image == ImageRef::Host;
+    if native {
+        check_native(cx, p, raw, repaired);
+    }
+    let policy = match (&raw.policy, native) {
+        (Some(pol), true) => {
+            if pol.limits != RawLimits::default() {
+                cx.err_key(
+                    Diagnostic::error(
+                        p.key("policy").key("limits"),
+                        "`policy.limits` does not apply to a service",
+                    )
+                    .hint("a service's limits are its own `memory`, `cpus`, `pids_limit` and `ulimits` keys"),
+                );
+            }
+            Some(resolve_policy(cx, &p.key("policy"), pol))
+        }
+        (None, true) => Some(resolve_policy(cx, &p.key("policy"), &RawPolicy::default())),
+        (Some(_), false) => {
+            cx.err_key(
+                Diagnostic::error(
+                    p.key("policy"),
+                    "`policy` applies to native services only",
+                )
+                .hint("a service with an `image` is confined by its container: remove `policy`, or remove `image` and give a `command` to run a host program natively"),
+            );
+            None
+        }
+        (None, false) => None,
     };
 
     let user = match &raw.user {
@@ -1237,7 +1344,116 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Service {
         stop_grace_s,
         init: raw.init.unwrap_or(true),
         waivers: waivers(cx, &p.key("audit").key("allow"), raw.audit.as_ref()),
+        policy,
         defaults_applied: defaults,
+    }
+}
+
+/// What a native service cannot have: it needs a program to run, and the keys that only
+/// a container runtime can honour are refused (each at its line, saying what to do
+/// instead) rather than silently ignored.
+fn check_native(cx: &mut Ctx, p: &KeyPath, raw: &RawService, repaired: bool) {
+    if raw.command.is_none() && raw.entrypoint.is_none() && !repaired {
+        cx.err_key(
+            Diagnostic::error(p.clone(), "service has no `image` and no `command`")
+                .expected("`image = ...` to run a container, or `command = [...]` to run a host program natively")
+                .hint("a service without an image is a host program that devbox runs in its own sandbox; it needs a command"),
+        );
+    }
+    let host_net = matches!(
+        raw.policy.as_ref().and_then(|p| p.net.as_ref()),
+        Some(NetPolicy_::Mode(m)) if m == "host"
+    );
+    let refused: [(&str, bool, &str); 13] = [
+        (
+            "privileged",
+            raw.privileged == Some(true),
+            "a native service never has privilege; give the service an `image` to run it in a privileged container",
+        ),
+        (
+            "cap_add",
+            !raw.cap_add.is_empty(),
+            "a native service runs with no capabilities at all; give the service an `image` to add capabilities to a container",
+        ),
+        (
+            "devices",
+            !raw.devices.is_empty(),
+            "a native service is given no host devices; give the service an `image` to pass devices to a container",
+        ),
+        (
+            "userns",
+            raw.userns.is_some(),
+            "a native service always runs in a user namespace of its own, with `user` mapped to the caller",
+        ),
+        (
+            "security_opt",
+            !raw.security_opt.is_empty(),
+            "a native service always runs with no_new_privileges, devbox's seccomp filter and Landlock; these options are a container runtime's",
+        ),
+        (
+            "sysctls",
+            !raw.sysctls.is_empty(),
+            "a native service shares the host's kernel settings; set them on the host, or give the service an `image`",
+        ),
+        (
+            "pid",
+            raw.pid.is_some(),
+            "a native service always has a PID namespace of its own",
+        ),
+        (
+            "ipc",
+            raw.ipc.is_some(),
+            "a native service always has an IPC namespace of its own",
+        ),
+        (
+            "network_mode",
+            raw.network_mode.as_deref().is_some_and(|m| !(m == "host" && host_net)),
+            "a native service's network is its `policy.net`: \"none\" (loopback only, the default), \"host\", or { default, allow, warn, deny } through devbox's proxy",
+        ),
+        (
+            "extra_hosts",
+            !raw.extra_hosts.is_empty(),
+            "a native service reaches the other services by name without it; host entries are a container runtime's",
+        ),
+        (
+            "read_only",
+            raw.read_only == Some(false),
+            "a native service sees the host read-only; make paths writable with `volumes` (a bind of a project path) or `tmpfs`",
+        ),
+        (
+            "no_new_privileges",
+            raw.no_new_privileges == Some(false),
+            "a native service always runs with no_new_privileges",
+        ),
+        (
+            "init",
+            raw.init == Some(false),
+            "a native service always has devbox's init as PID 1",
+        ),
+    ];
+    for (key, set, hint) in refused {
+        if set {
+            cx.err_key(
+                Diagnostic::error(
+                    p.key(key),
+                    format!("`{key}` does not apply to a native service"),
+                )
+                .hint(hint),
+            );
+        }
+    }
+    if let Some(u) = &raw.user {
+        let numeric = {
+            let (user, group) = u.split_once(':').unwrap_or((u, "0"));
+            user.parse::<u32>().is_ok() && group.parse::<u32>().is_ok()
+        };
+        if !numeric {
+            cx.err(
+                Diagnostic::error(p.key("user"), format!("user `{u}` is not numeric"))
+                    .expected("\"UID\" or \"UID:GID\", such as \"65532:65532\"")
+                    .hint("a native service has no image whose /etc/passwd could name the user"),
+            );
+        }
     }
 }
 
@@ -2246,8 +2462,24 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
                 .expected("a command such as [\"/bin/sh\", \"-c\", \"echo hi\"]"),
         );
     }
-    let pol = &raw.policy;
-    let pp = p.key("policy");
+    let policy = resolve_policy(cx, &p.key("policy"), &raw.policy);
+    // A relative workdir is relative to the project, which the sandbox shows at the same
+    // path as the host (when the policy lists it).
+    let workdir = match raw.workdir.as_deref() {
+        None => "/tmp".to_string(),
+        Some(w) if w.starts_with('/') => w.to_string(),
+        Some(w) => lexical_join(cx.dir, Path::new(w)).display().to_string(),
+    };
+    Worker {
+        command,
+        workdir,
+        control: raw.control,
+        policy,
+    }
+}
+
+/// A worker's or a native service's `policy` table.
+fn resolve_policy(cx: &mut Ctx, pp: &KeyPath, pol: &RawPolicy) -> Policy {
     let net = match &pol.net {
         None => NetPolicy::None,
         Some(NetPolicy_::Mode(m)) => match m.as_str() {
@@ -2381,28 +2613,16 @@ fn resolve_worker(cx: &mut Ctx, p: &KeyPath, raw: &RawWorker) -> Worker {
             .as_ref()
             .and_then(|t| duration(cx, &lp.key("stop_grace"), t)),
     };
-    // A relative workdir is relative to the project, which the sandbox shows at the same
-    // path as the host (when the policy lists it).
-    let workdir = match raw.workdir.as_deref() {
-        None => "/tmp".to_string(),
-        Some(w) if w.starts_with('/') => w.to_string(),
-        Some(w) => lexical_join(cx.dir, Path::new(w)).display().to_string(),
-    };
-    Worker {
-        command,
-        workdir,
-        control: raw.control,
-        policy: Policy {
-            net,
-            fs,
-            exec_allow: pol.exec.allow.clone(),
-            env: EnvPolicy {
-                pass: pol.env.pass.clone(),
-                set: env_map(&pol.env.set),
-                deny: pol.env.deny.clone(),
-            },
-            limits,
+    Policy {
+        net,
+        fs,
+        exec_allow: pol.exec.allow.clone(),
+        env: EnvPolicy {
+            pass: pol.env.pass.clone(),
+            set: env_map(&pol.env.set),
+            deny: pol.env.deny.clone(),
         },
+        limits,
     }
 }
 

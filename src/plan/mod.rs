@@ -207,6 +207,8 @@ pub fn plan(config: &Config) -> Plan {
                 .map(|i| i.tag.clone())
                 .unwrap_or_default(),
             ImageRef::Reference(r) => r.clone(),
+            // A native service runs a host program: there is no image.
+            ImageRef::Host => String::new(),
         };
         // Named volumes and networks by their engine names, so renaming the project
         // recreates the service.

@@ -13,8 +13,11 @@ use crate::plan::{Plan, ServicePlan};
 pub fn render(plan: &Plan) -> Rendered {
     let mut warnings = Vec::new();
     let mut services = Map::new();
-    for s in &plan.services {
+    for s in plan.services.iter().filter(|s| !s.spec.is_native()) {
         services.insert(s.name.clone(), service(plan, s, &mut warnings));
+    }
+    if let Some(w) = super::native_left_out("compose", plan) {
+        warnings.push(w);
     }
     let mut doc = Map::new();
     if services.is_empty() {
@@ -68,7 +71,7 @@ pub fn render(plan: &Plan) -> Rendered {
         plan.project,
         plan.project
     ));
-    for s in &plan.services {
+    for s in plan.services.iter().filter(|s| !s.spec.is_native()) {
         if !s.spec.defaults_applied.is_empty() {
             text.push_str(&format!(
                 "# {}: hardened defaults applied: {}\n",

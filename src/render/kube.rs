@@ -37,8 +37,11 @@ pub fn render(plan: &Plan) -> Rendered {
             },
         }));
     }
-    for s in &plan.services {
+    for s in plan.services.iter().filter(|s| !s.spec.is_native()) {
         docs.push(pod(plan, s, &mut warnings));
+    }
+    if let Some(w) = super::native_left_out("kube", plan) {
+        warnings.push(w);
     }
     for n in &plan.networks {
         if n.internal {

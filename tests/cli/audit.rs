@@ -224,10 +224,12 @@ fn up_refuses_critical_findings_unless_allowed() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("refusing to start"), "{}", out.stderr);
     // With --allow-insecure it says which and goes on (here to an engine that is not
-    // there: the native one).
+    // there: a Podman socket nothing listens on).
+    let nowhere = format!("unix://{}/no-engine.sock", p.path().display());
     let out = p
         .devbox()
-        .args(["up", "--allow-insecure", "--engine", "native"])
+        .env("CONTAINER_HOST", &nowhere)
+        .args(["up", "--allow-insecure", "--engine", "podman"])
         .run();
     assert!(
         out.stderr
@@ -242,8 +244,13 @@ fn up_refuses_critical_findings_unless_allowed() {
         "privileged = true\naudit = { allow = [{ rule = \"DBX001\", reason = \"needs /dev/kvm\" }] }",
         "",
     );
-    let out = p.devbox().args(["up", "--engine", "native"]).run();
+    let out = p
+        .devbox()
+        .env("CONTAINER_HOST", &nowhere)
+        .args(["up", "--engine", "podman"])
+        .run();
     assert!(!out.stderr.contains("refusing"), "{}", out.stderr);
+    assert!(out.stderr.contains("no-engine.sock"), "{}", out.stderr);
 }
 
 #[test]
@@ -252,6 +259,7 @@ fn clean_projects_audit_clean_at_high() {
     dirs.extend(
         [
             "quickstart",
+            "quickstart-containers",
             "local-dev",
             "multi-tenant",
             "connector-runner",
@@ -434,4 +442,76 @@ fn sarif_of_an_invalid_file_holds_its_errors_at_their_lines() {
     let index = results[0]["ruleIndex"].as_u64().unwrap() as usize;
     assert_eq!(rules[index]["id"], "devbox-config");
     assert_valid_sarif(tempfile::tempdir().unwrap().path(), &out.stdout);
+}
+
+/// A native service set up to audit clean at every severity, plus `add` lines.
+fn native_project(add: &str) -> Project {
+    Project::with_toml(&format!(
+        "[services.web]\ncommand = [\"/bin/true\"]\nmemory = \"64m\"\ncpus = 0.5\nhealthcheck = {{ tcp = 8080 }}\n{add}\n"
+    ))
+}
+
+#[test]
+fn the_rules_that_mean_something_natively_apply_to_native_services() {
+    assert_eq!(findings(&native_project("")), vec![]);
+    // The host's network, and writes to a sensitive host path, through the policy.
+    assert_alone(
+        "DBX012",
+        &findings(&native_project("[services.web.policy]\nnet = \"host\"")),
+    );
+    assert_alone(
+        "DBX019",
+        &findings(&native_project(
+            "[services.web.policy]\nfs = { write = [\"/etc\"] }",
+        )),
+    );
+    assert_alone(
+        "DBX034",
+        &findings(&native_project(
+            "[services.web.policy]\nfs = { write = [\"/\"] }",
+        )),
+    );
+    assert_alone(
+        "DBX033",
+        &findings(&native_project(
+            "[services.web.policy]\nnet = { default = \"allow\" }",
+        )),
+    );
+    // A port on every interface, a writable project bind, no healthcheck: as for a container.
+    assert_alone(
+        "DBX016",
+        &findings(&native_project("ports = [\"0.0.0.0:8080:8080\"]")),
+    );
+    let p = native_project("volumes = [\"./src:/src\"]");
+    std::fs::create_dir_all(p.path().join("src")).unwrap();
+    assert_alone("DBX021", &findings(&p));
+    let p = Project::with_toml(
+        "[services.web]\ncommand = [\"/bin/true\"]\nmemory = \"64m\"\ncpus = 0.5\n",
+    );
+    assert_alone("DBX027", &findings(&p));
+}
+
+#[test]
+fn container_only_rules_skip_native_services() {
+    // A native service drops every capability whatever `cap_drop` lists: no DBX004, which
+    // the same line gives a container.
+    assert_eq!(
+        findings(&native_project("cap_drop = [\"NET_RAW\"]")),
+        vec![]
+    );
+    assert_alone(
+        "DBX004",
+        &findings(&project(&[], "cap_drop = [\"NET_RAW\"]", "")),
+    );
+    // `network_mode = "host"` goes with `policy.net = "host"`: one finding, at the policy.
+    let p = native_project("network_mode = \"host\"\n[services.web.policy]\nnet = \"host\"");
+    let out = p.devbox().args(["audit", "--format", "json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let keys: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["services.web.policy.net"], "{}", out.stdout);
 }

@@ -352,3 +352,184 @@ fn check_json_summarizes_the_project() {
     assert_eq!(v["probes"], 6);
     assert_eq!(v["workers"], serde_json::json!(["echo"]));
 }
+
+const NATIVE: &str = r#"[project]
+name = "hostweb"
+
+[services.web]
+command = ["/usr/bin/perl", "server.pl"]
+ports = ["8080"]
+volumes = ["./site:/srv:ro"]
+
+[services.web.policy]
+fs = { read = ["/usr", "/lib"] }
+"#;
+
+fn native_project() -> Project {
+    let p = Project::with_toml(NATIVE);
+    std::fs::create_dir_all(p.path().join("site")).unwrap();
+    p
+}
+
+#[test]
+fn a_service_without_an_image_is_a_native_service() {
+    let p = native_project();
+    let out = p.devbox().args(["check"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("✓ sandbox.toml is valid: project hostweb, 1 service, 0 images"),
+        "{}",
+        out.stdout
+    );
+    let plan = plan_json(&p);
+    // `auto` with only native services is the native engine.
+    assert_eq!(plan["engine"], "native");
+    let web = &plan["services"][0];
+    assert_eq!(web["image"], "");
+    assert_eq!(web["spec"]["image"], serde_json::json!({ "kind": "host" }));
+    assert_eq!(
+        web["spec"]["policy"]["net"],
+        serde_json::json!({ "mode": "none" })
+    );
+    assert_eq!(
+        web["spec"]["policy"]["fs"]["read"],
+        serde_json::json!(["/usr", "/lib"])
+    );
+    let out = p.devbox().args(["config"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("[services.web.policy.fs]\nread = ["),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn auto_says_why_it_chose_the_native_engine() {
+    let p = native_project();
+    let out = p.devbox().args(["config", "--resolved"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["project"]["engine"], "native", "{}", out.stdout);
+    assert_eq!(
+        v["project"]["engine_reason"],
+        "no service has an image: running natively (engine native)"
+    );
+    // Told, devbox does not explain its choice.
+    let out = p
+        .devbox()
+        .args(["config", "--resolved", "--engine", "native"])
+        .run();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["project"]["engine"], "native");
+    assert_eq!(v["project"].get("engine_reason"), None);
+}
+
+// The policy decides what the sandbox may reach: editing it must recreate the service.
+#[test]
+fn a_native_services_hash_covers_its_policy() {
+    let p = native_project();
+    let before = service_hash(&plan_json(&p), "web");
+    p.write(
+        "sandbox.toml",
+        &NATIVE.replace("fs = {", "net = \"host\"\nfs = {"),
+    );
+    assert_ne!(before, service_hash(&plan_json(&p), "web"));
+    p.write(
+        "sandbox.toml",
+        &NATIVE.replace("\"/usr\", \"/lib\"", "\"/usr\""),
+    );
+    assert_ne!(before, service_hash(&plan_json(&p), "web"));
+    p.write("sandbox.toml", NATIVE);
+    assert_eq!(before, service_hash(&plan_json(&p), "web"));
+}
+
+// Containers made before native services existed must not all be recreated: the new
+// keys stay out of a container's hash (values from the release before them).
+#[test]
+fn a_containers_hash_is_what_it_was_before_native_services() {
+    let p = Project::with_toml(
+        r#"[project]
+name = "hashpin"
+
+[images.core]
+containerfile = "Containerfile"
+
+[services.a]
+image = "core"
+ports = ["7001"]
+
+[services.b]
+image = "localhost/b:1"
+memory = "64m"
+"#,
+    );
+    let plan = plan_json(&p);
+    assert_eq!(
+        service_hash(&plan, "a"),
+        "4061cf523949128027964f49fe747be7976656cdbb688236c1c8bc59e3a2e7a8"
+    );
+    assert_eq!(
+        service_hash(&plan, "b"),
+        "d316c87aec34e9c1df89560c610ecee91e628cb31bfa417f50d945290d71b5b0"
+    );
+}
+
+#[test]
+fn engine_native_from_the_flag_refuses_an_image_service_at_its_line() {
+    let p = Project::with_toml(MINIMAL);
+    let out = p.devbox().args(["check", "--engine", "native"]).run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        r#"error: service `a` has an image, but the engine is `native`
+ --> sandbox.toml:6:9
+  |
+6 | image = "core"
+  |         ^^^^^^
+  = key: services.a.image
+  = hint: the native engine runs host programs: choose a container engine (engine = "auto", "podman" or "docker" in [project], or --engine), or remove `image` and give the service a `command` to run it natively
+
+error: service `b` has an image, but the engine is `native`
+  --> sandbox.toml:10:9
+   |
+10 | image = "core"
+   |         ^^^^^^
+   = key: services.b.image
+   = hint: the native engine runs host programs: choose a container engine (engine = "auto", "podman" or "docker" in [project], or --engine), or remove `image` and give the service a `command` to run it natively
+
+error: sandbox.toml has 2 problems; nothing was changed
+"#
+    );
+    let out = native_project()
+        .devbox()
+        .env("DEVBOX_ENGINE", "docker")
+        .args(["render", "--format", "json"])
+        .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: service `web` has no image, but the engine is `docker`\n --> sandbox.toml:4:11\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+// Workers run on devbox's runner whatever the engine: an engine that does not suit the
+// services must not stop `devbox run`.
+#[test]
+fn devbox_run_ignores_whether_the_engine_suits_the_services() {
+    let p = Project::with_toml(&format!(
+        "{MINIMAL}\n[workers.echo]\ncommand = [\"/bin/echo\", \"hi\"]\n"
+    ));
+    let out = p.devbox().args(["--engine", "native", "run", "nope"]).run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: no worker `nope` in {}\nhint: the workers are echo\n",
+            p.path().join("sandbox.toml").display()
+        )
+    );
+}

@@ -1,8 +1,10 @@
 //! Every example is a test: it validates, carries a working `#:schema` line, and the
 //! committed schema accepts it (judged by check-jsonschema, an outside validator).
 
-use std::path::PathBuf;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::util::{reference_dir, repo, require, Devbox};
 
@@ -12,6 +14,7 @@ const SETUPS: &[&str] = &[
     "local-dev",
     "multi-tenant",
     "quickstart",
+    "quickstart-containers",
     "supervisor-worker",
 ];
 
@@ -23,6 +26,22 @@ fn examples() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// Whether the example has services and every one is native (no `image`): it runs on
+/// devbox's runner, not on Podman or Docker, so engine-backed loops leave it to the native
+/// ones. (Examples of workers only have no services.)
+pub(crate) fn is_native(example: &Path) -> bool {
+    let out = Devbox::new(example)
+        .args(["render", "--format", "json"])
+        .run();
+    assert_eq!(out.code, 0, "{}: {}", example.display(), out.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let services = plan["services"].as_array().unwrap();
+    !services.is_empty()
+        && services
+            .iter()
+            .all(|s| s["spec"]["image"]["kind"] == "host")
 }
 
 #[test]
@@ -103,4 +122,76 @@ fn the_committed_schema_accepts_every_example_template_and_the_reference() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("'portz' was unexpected"));
+}
+
+#[test]
+fn the_quickstart_is_native_and_its_container_form_is_not() {
+    let native: Vec<String> = examples()
+        .iter()
+        .filter(|e| is_native(e))
+        .map(|e| e.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(native, ["quickstart"]);
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`; the whole answer.
+fn get(port: u16, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+// The quickstart's server is the program its native service runs: it must serve the
+// page, survive a client that sends nothing (the TCP healthcheck), and never serve a
+// file outside its directory.
+#[test]
+fn the_quickstart_server_serves_its_site_and_nothing_else() {
+    if !require("perl") {
+        return;
+    }
+    let ex = repo().join("examples/quickstart");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("perl")
+        .arg(ex.join("app/server.pl"))
+        .arg(port.to_string())
+        .arg(ex.join("site"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server.pl never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Connected and closed without a word, as a healthcheck does.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let page = get(port, "GET / HTTP/1.0\r\n\r\n");
+    let index = std::fs::read_to_string(ex.join("site/index.html")).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n"),
+        "{page}"
+    );
+    assert!(page.ends_with(&format!("\r\n\r\n{index}")), "{page}");
+    assert!(
+        index.contains("hello"),
+        "the probe expects `hello`: {index}"
+    );
+    assert!(
+        get(port, "GET /../sandbox.toml HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 400 "),
+        "escaped its directory"
+    );
+    assert!(get(port, "GET /nope.html HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404 "));
+    assert!(get(port, "POST / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405 "));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

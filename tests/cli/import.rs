@@ -305,6 +305,10 @@ fn devbox_rendered_compose_imports_back_to_the_same_plan() {
         let p = copy_of(&ex);
         let rendered = p.devbox().args(["render", "--format", "compose"]).run();
         assert_eq!(rendered.code, 0, "{}", rendered.stderr);
+        if rendered.stderr.contains("compose: native services (") {
+            // Native services have no compose form: render leaves them out.
+            continue;
+        }
         p.write("compose.yml", &rendered.stdout);
         let out = p
             .devbox()

@@ -387,7 +387,7 @@ fn rendered_pods_of_clean_projects_meet_the_restricted_profile() {
         "secret",
     ];
     let mut pods = 0;
-    for ex in ["hardened", "quickstart"] {
+    for ex in ["hardened", "quickstart-containers"] {
         let out = render(&repo().join("examples").join(ex), "kube");
         assert_eq!(out.code, 0, "{}", out.stderr);
         for doc in serde_yaml::Deserializer::from_str(&out.stdout) {
@@ -563,4 +563,34 @@ fn stop_keys_render_to_compose_and_kube() {
         "{}",
         k.stderr
     );
+}
+
+// A native service is a host program: no image, so no compose service and no Pod. It is
+// left out, and said so, rather than given an image that would fail at run time.
+#[test]
+fn native_services_are_left_out_of_compose_and_kube_with_a_warning() {
+    let p = Project::with_toml(
+        "[services.web]\ncommand = [\"/bin/true\"]\nports = [\"8080\"]\n[services.worker]\ncommand = \"sleep 1\"\n",
+    );
+    let compose = render(p.path(), "compose");
+    assert_eq!(
+        compose.stderr,
+        "warning: compose: native services (web, worker) have no image: they run on devbox's native runner and are left out\n"
+    );
+    assert!(
+        compose.stdout.contains("services: {}\n"),
+        "{}",
+        compose.stdout
+    );
+    assert!(!compose.stdout.contains("web"), "{}", compose.stdout);
+    let kube = render(p.path(), "kube");
+    assert_eq!(
+        kube.stderr,
+        "warning: kube: native services (web, worker) have no image: they run on devbox's native runner and are left out\n"
+    );
+    assert!(!kube.stdout.contains("kind: Pod"), "{}", kube.stdout);
+    // The JSON plan carries them, with no image.
+    let json = render(p.path(), "json");
+    assert_eq!(json.stderr, "");
+    assert!(json.stdout.contains("\"image\": \"\""), "{}", json.stdout);
 }
