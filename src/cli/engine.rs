@@ -25,9 +25,24 @@ pub fn limits() -> Limits {
 
 pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
     if loaded.config.project.engine == crate::config::model::EngineChoice::Native {
-        anyhow::bail!(
-            "engine `native` runs workers only (`devbox run`); services need podman or docker\nhint: set [project] engine = \"auto\" or pass --engine podman|docker"
-        );
+        if let Some(why) = &loaded.config.project.engine_reason {
+            eprintln!("devbox: {why}");
+        }
+        let native = engine::native::Native::new();
+        let endpoint = Endpoint {
+            kind: engine::Kind::Native,
+            socket: native.runtime_root().to_path_buf(),
+            reason: "engine native".into(),
+        };
+        return Ok(Connected {
+            engine: Deadlined::new(
+                engine::AnyEngine::Native(native),
+                &endpoint.socket,
+                limits(),
+            ),
+            endpoint,
+            _guard: engine::ServiceGuard::none(),
+        });
     }
     let (engine, endpoint, guard) = engine::connect(loaded.config.project.engine, limits())?;
     Ok(Connected {
