@@ -1,7 +1,8 @@
 //! The sandbox's file system, planned as a list of [`Op`]s: a private mount tree, a new
 //! root on tmpfs holding only the policy's paths (each at the same place as on the host,
-//! read-only unless writable, denied ones covered), a fresh `/proc`, a minimal `/dev`, a
-//! private `/tmp`, and `pivot_root` with the old root detached.
+//! or another host path at its target, read-only unless writable, denied ones covered),
+//! the spec's size-capped tmpfs mounts, a fresh `/proc`, a minimal `/dev`, a private
+//! `/tmp`, generated /etc files, and `pivot_root` with the old root detached.
 //!
 //! It never touches the machine: the host is asked questions through [`HostFs`], and the
 //! ops are executed later, inside the sandbox, by a `Sys`.
@@ -9,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use super::spec::{Mount, MountKind, RunSpec};
+use super::spec::{Mount, MountKind, RunSpec, TMPFS_SIZE};
 use super::sys::{Attrs, Op};
 
 /// Where the staging tmpfs is mounted before the first pivot; it never shows on the host
@@ -20,6 +21,8 @@ const NEW: &str = "/newroot";
 const OLD: &str = "/oldroot";
 /// An empty, unreadable file bound over denied files.
 const EMPTY: &str = "/empty";
+/// The generated /etc/hosts bound over the host's when `RunSpec::hosts` adds names to it.
+const HOSTS: &str = "/hosts";
 
 /// The devices a sandbox gets.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -218,7 +221,8 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
             .iter()
             .any(|m| m.kind != MountKind::Deny && path.starts_with(&m.path))
     };
-    let own_tmp = !spec.mounts.iter().any(|m| m.path == Path::new("/tmp"));
+    let own_tmp = !spec.mounts.iter().any(|m| m.path == Path::new("/tmp"))
+        && !spec.tmpfs.iter().any(|t| t == Path::new("/tmp"));
     if own_tmp {
         ops.push(Op::Mkdir(under(NEW, Path::new("/tmp"))));
         ops.push(Op::Tmpfs {
@@ -245,6 +249,20 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
     if opts.exec_by_mounts {
         exec_mounts(spec, host, &mut linked, ops);
     }
+    let size = spec.limits.memory.unwrap_or(TMPFS_SIZE);
+    for t in &spec.tmpfs {
+        let path = under(NEW, t);
+        ops.push(Op::Mkdir(path.clone()));
+        ops.push(Op::Tmpfs {
+            path,
+            mode: 0o1777,
+            size: Some(size),
+            attrs: Attrs {
+                noexec: opts.exec_by_mounts,
+                ..nosuid_nodev()
+            },
+        });
+    }
     for m in deny {
         bind_one(m, host, opts, &mut linked, &mut bound, ops, &mut p.notes);
     }
@@ -259,6 +277,7 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
     p.shown = bound
         .iter()
         .map(|(b, a)| (b.clone(), !a.readonly))
+        .chain(spec.tmpfs.iter().map(|t| (t.clone(), true)))
         .collect();
 
     // /proc, with the kernel knobs read-only.
@@ -322,9 +341,33 @@ pub fn plan(spec: &RunSpec, host: &dyn HostFs, opts: &Options) -> Plan {
     });
 
     // Who is who, when the policy does not show the host's files.
-    for (name, text) in etc_files(opts.uid, opts.gid, &opts.hostname) {
+    for (name, mut text) in etc_files(opts.uid, opts.gid, &opts.hostname) {
         let path = Path::new("/etc").join(name);
+        if name == "hosts" {
+            for (host_name, ip) in &spec.hosts {
+                text.push_str(&format!("{ip} {host_name}\n"));
+            }
+        }
         if covered(&path) {
+            // The host's /etc/hosts is shown: the extra names go over it in a file of
+            // their own.
+            if name == "hosts" && !spec.hosts.is_empty() {
+                let real = resolve(host, &path)
+                    .filter(|r| !r.dir && bound.iter().any(|(b, _)| r.real.starts_with(b)));
+                if let Some(Resolved { real, .. }) = real {
+                    ops.push(Op::WriteFile {
+                        path: HOSTS.into(),
+                        contents: text.into_bytes(),
+                        mode: 0o644,
+                    });
+                    let attrs = Attrs {
+                        readonly: true,
+                        noexec: true,
+                        ..nosuid_nodev()
+                    };
+                    bind_to(ops, HOSTS.into(), under(NEW, &real), attrs, false);
+                }
+            }
             continue;
         }
         p.shown.push((path.clone(), false));
@@ -406,6 +449,10 @@ fn bind_one(
     ops: &mut Vec<Op>,
     notes: &mut Vec<String>,
 ) {
+    if let (Some(source), MountKind::ReadOnly | MountKind::ReadWrite) = (&m.source, m.kind) {
+        bind_source(m, source, host, opts, bound, ops, notes);
+        return;
+    }
     let Some(Resolved { real, dir, links }) = resolve(host, &m.path) else {
         if m.kind != MountKind::Deny {
             notes.push(format!(
@@ -486,6 +533,54 @@ fn bind_one(
             bound.push((real, attrs));
         }
     }
+}
+
+/// Shows the host's `source` at `m.path`, a mount point made for it in the new root. The
+/// supervisor has checked that `source` exists; should it be gone by now, the note says so.
+fn bind_source(
+    m: &Mount,
+    source: &Path,
+    host: &dyn HostFs,
+    opts: &Options,
+    bound: &mut Vec<(PathBuf, Attrs)>,
+    ops: &mut Vec<Op>,
+    notes: &mut Vec<String>,
+) {
+    let Some(Resolved { real, dir, .. }) = resolve(host, source) else {
+        notes.push(format!(
+            "{} does not exist on this machine; not shown at {} in the sandbox",
+            source.display(),
+            m.path.display()
+        ));
+        return;
+    };
+    let writable = m.kind == MountKind::ReadWrite;
+    let attrs = Attrs {
+        readonly: !writable,
+        noexec: opts.exec_by_mounts && (writable || !is_library_dir(&real)),
+        ..nosuid_nodev()
+    };
+    let dst = under(NEW, &m.path);
+    ops.push(if dir {
+        Op::Mkdir(dst.clone())
+    } else {
+        Op::Touch(dst.clone())
+    });
+    if writable && opts.idmap_writable {
+        ops.push(Op::MoveIdmapped {
+            src: real,
+            dst: dst.clone(),
+            fd: -1,
+        });
+        ops.push(Op::SetAttrs {
+            path: dst,
+            attrs,
+            recursive: true,
+        });
+    } else {
+        bind_to(ops, under(OLD, &real), dst, attrs, true);
+    }
+    bound.push((m.path.clone(), attrs));
 }
 
 /// Without Landlock, `exec.allow` is kept by mounts: everything was bound `noexec`, so
@@ -626,8 +721,12 @@ pub(crate) mod fake {
                 .map(|(p, k)| Mount {
                     path: p.into(),
                     kind: *k,
+                    source: None,
                 })
                 .collect(),
+            tmpfs: vec![],
+            hosts: vec![],
+            user: None,
             net: Net::None,
             exec_allow: vec![],
             limits: Limits::default(),
@@ -743,6 +842,55 @@ mod tests {
             .prepare
             .iter()
             .any(|o| matches!(o, Op::WriteFile { path, .. } if path.ends_with("passwd"))));
+    }
+
+    #[test]
+    fn a_source_is_bound_at_its_target_and_writable_ones_idmapped_under_root() {
+        let h = Fake::debian();
+        let mut s = spec(&[("/usr", MountKind::ReadOnly)]);
+        for (path, source, kind) in [
+            ("/srv", "/p/.data/out", MountKind::ReadOnly),
+            ("/var/out", "/p/.data/out", MountKind::ReadWrite),
+        ] {
+            s.mounts.push(Mount {
+                path: path.into(),
+                kind,
+                source: Some(source.into()),
+            });
+        }
+        s.tmpfs = vec!["/scratch".into()];
+        let p = plan(
+            &s,
+            &h,
+            &Options {
+                idmap_writable: true,
+                ..Options::default()
+            },
+        );
+        let at = |op: &Op| p.prepare.iter().position(|o| o == op).unwrap();
+        assert!(
+            at(&Op::Mkdir("/newroot/srv".into()))
+                < at(&Op::Bind {
+                    src: "/oldroot/p/.data/out".into(),
+                    dst: "/newroot/srv".into()
+                })
+        );
+        assert!(p.prepare.contains(&Op::MoveIdmapped {
+            src: "/p/.data/out".into(),
+            dst: "/newroot/var/out".into(),
+            fd: -1
+        }));
+        assert_eq!(p.idmapped, [PathBuf::from("/p/.data/out")]);
+        assert!(p.prepare.contains(&Op::Tmpfs {
+            path: "/newroot/scratch".into(),
+            mode: 0o1777,
+            size: Some(TMPFS_SIZE),
+            attrs: nosuid_nodev(),
+        }));
+        // Landlock's view: the targets, not the sources.
+        for shown in [("/srv", false), ("/var/out", true), ("/scratch", true)] {
+            assert!(p.shown.contains(&(shown.0.into(), shown.1)), "{shown:?}");
+        }
     }
 
     #[test]

@@ -26,8 +26,13 @@ use crate::config::model::Limits;
 
 /// What the supervisor prepared for the inside.
 pub struct Inside {
+    /// The worker's uid and gid inside.
     pub uid: u32,
     pub gid: u32,
+    /// The caller's uid and gid, which the init maps `uid` and `gid` to when it writes its
+    /// own maps (`mapped_by_supervisor` false).
+    pub host_uid: u32,
+    pub host_gid: u32,
     /// The supervisor writes the id maps (a worker started by root runs as `nobody` on the
     /// host) and hands over the idmapped trees of the writable paths: wait for them.
     pub mapped_by_supervisor: bool,
@@ -253,6 +258,8 @@ fn take_ids(inside: &mut Inside, sock: RawFd) -> Result<(), String> {
         nix::unistd::Gid::from_raw(inside.gid),
     );
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid: {e}"))?;
+    // Capabilities stay: the init's old uid (host root) is not its namespace's root, so
+    // the kernel's rule for leaving uid 0 does not apply.
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid: {e}"))
 }
 
@@ -261,8 +268,14 @@ fn setup(inside: &Inside) -> Result<(), String> {
         // An unprivileged process may map only its own ids, and only after giving up
         // setgroups (else it could drop groups that deny it access).
         write_file("/proc/self/setgroups", "deny")?;
-        write_file("/proc/self/uid_map", &format!("{0} {0} 1", inside.uid))?;
-        write_file("/proc/self/gid_map", &format!("{0} {0} 1", inside.gid))?;
+        write_file(
+            "/proc/self/uid_map",
+            &format!("{} {} 1", inside.uid, inside.host_uid),
+        )?;
+        write_file(
+            "/proc/self/gid_map",
+            &format!("{} {} 1", inside.gid, inside.host_gid),
+        )?;
     }
     nix::unistd::sethostname(&inside.hostname).map_err(|e| format!("sethostname: {e}"))?;
     if inside.loopback {

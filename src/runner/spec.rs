@@ -26,6 +26,9 @@ pub const DEFAULT_READ: &[&str] = &[
     "/etc/ca-certificates",
 ];
 
+/// The size of a `RunSpec::tmpfs` mount when the limits set no memory limit: 64 MiB.
+pub const TMPFS_SIZE: u64 = 64 << 20;
+
 /// `PATH` inside the sandbox unless the policy sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
@@ -38,8 +41,25 @@ pub struct RunSpec {
     pub workdir: PathBuf,
     /// The whole environment of the worker, in order.
     pub env: Vec<(String, String)>,
-    /// Paths shown inside, at the same place as outside, in mount order (parents first).
+    /// Paths shown inside, in mount order (parents first): at the same place as outside,
+    /// or, with a `source`, another host path shown at `path`.
     pub mounts: Vec<Mount>,
+    /// A private, writable tmpfs at each of these paths inside (created as needed), over
+    /// whatever `mounts` show there; each holds at most `limits.memory` bytes, or
+    /// [`TMPFS_SIZE`] without a memory limit. Mode 1777, like /tmp.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<PathBuf>,
+    /// Extra lines of the sandbox's /etc/hosts (`("server", 127.0.0.2)` makes
+    /// `127.0.0.2 server`), after localhost and the hostname. When the policy shows the
+    /// host's /etc/hosts, a generated one with these lines is shown over it instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<(String, std::net::Ipv4Addr)>,
+    /// The uid and gid the worker runs as inside; `None` keeps the caller's (root stays
+    /// root inside). Either way the worker is the caller on the host when devbox runs as an
+    /// ordinary user (files it writes to writable paths are the caller's), and `nobody`
+    /// (65534) when devbox runs as root (files it writes are still root's, see `idmap`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<(u32, u32)>,
     pub net: Net,
     /// When not empty, the only binaries the worker may execute.
     pub exec_allow: Vec<PathBuf>,
@@ -89,8 +109,15 @@ pub enum MountKind {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Mount {
+    /// Where it shows inside (and, without `source`, the host path shown).
     pub path: PathBuf,
     pub kind: MountKind,
+    /// The host path shown at `path` when it is another one (a bind of `./site` at
+    /// `/srv`): read-only or writable as `kind` says (a `Deny` ignores it), its mount point
+    /// created in the sandbox's root as needed. It must exist: a missing one stops the run
+    /// with an error naming it. `None` shows `path` itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
 }
 
 /// The worker's network.
@@ -165,6 +192,9 @@ pub fn resolve(
         workdir: PathBuf::from(&w.workdir),
         env,
         mounts,
+        tmpfs: vec![],
+        hosts: vec![],
+        user: None,
         net: Net::from(&w.policy.net),
         exec_allow: w.policy.exec_allow.iter().map(PathBuf::from).collect(),
         limits: w.policy.limits.clone(),
@@ -255,6 +285,7 @@ fn mounts(
         all.push(Mount {
             path: path.to_path_buf(),
             kind,
+            source: None,
         });
     };
     for p in read {

@@ -212,6 +212,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
 
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
+    let (in_uid, in_gid) = spec.user.unwrap_or((uid, gid));
     let hostname = spec.hostname();
     let abi = super::landlock::abi();
     let use_landlock = abi > 0 && !opts.no_landlock;
@@ -220,8 +221,8 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         spec,
         &RealFs,
         &rootfs::Options {
-            uid,
-            gid,
+            uid: in_uid,
+            gid: in_gid,
             hostname: hostname.clone(),
             control_dir: opts.control,
             exec_by_mounts,
@@ -229,6 +230,16 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         },
     );
     for m in &spec.mounts {
+        if let (Some(src), MountKind::ReadOnly | MountKind::ReadWrite) = (&m.source, m.kind) {
+            if !src.exists() {
+                return Err(Error::Setup(format!(
+                    "{} to show at {} does not exist",
+                    src.display(),
+                    m.path.display()
+                )));
+            }
+            continue;
+        }
         if m.kind == MountKind::ReadWrite && !m.path.exists() {
             return Err(Error::Setup(format!(
                 "writable path {} does not exist\nhint: create it, or declare it under [data.dirs] so devbox makes it",
@@ -251,8 +262,10 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     let idmapped = plan.idmapped.clone();
     let wait_go = waits_for_go(spec, &opts);
     let inside = Inside {
-        uid,
-        gid,
+        uid: in_uid,
+        gid: in_gid,
+        host_uid: uid,
+        host_gid: gid,
         mapped_by_supervisor: uid == 0,
         hostname,
         loopback: spec.net != Net::Host,
@@ -343,7 +356,8 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     }
     let init = Pid::from_raw(pid as i32);
     if uid == 0 {
-        if let Err(e) = super::idmap::hand_over(init, (uid, gid), &idmapped, &outer) {
+        let ids = ((in_uid, in_gid), (uid, gid));
+        if let Err(e) = super::idmap::hand_over(init, ids, &idmapped, &outer) {
             let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(init, None);
             let _ = old_mask.thread_set_mask();
@@ -876,5 +890,183 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    /// Runs `spec` to a clean exit.
+    fn ran(spec: &RunSpec) -> Result<(), String> {
+        let out = run(spec, options()).map_err(|e| e.to_string())?;
+        if out.code != 0 {
+            return Err(format!("the worker failed: {out:?}"));
+        }
+        Ok(())
+    }
+
+    fn read(p: &std::path::Path) -> Result<String, String> {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// Whether `p` is the caller's on the host.
+    fn owned_by_caller(p: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let me = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        if (m.uid(), m.gid()) != me {
+            return Err(format!(
+                "{} is {}:{}, not {me:?}",
+                p.display(),
+                m.uid(),
+                m.gid()
+            ));
+        }
+        Ok(())
+    }
+
+    fn tempdir() -> Result<tempfile::TempDir, String> {
+        tempfile::tempdir().map_err(|e| e.to_string())
+    }
+
+    /// A source shown read-only at one target and another writable at a second.
+    fn sources_at_their_targets() -> Result<(), String> {
+        let (site, out) = (tempdir()?, tempdir()?);
+        std::fs::write(site.path().join("index.html"), "hello\n").map_err(|e| e.to_string())?;
+        let mut spec = sh(
+            "cat /srv/site/index.html > /data/out/copy \
+             && ! touch /srv/site/x 2>/dev/null && ! touch /srv/y 2>/dev/null",
+            &[],
+        );
+        for (target, source, kind) in [
+            ("/srv/site", site.path(), MountKind::ReadOnly),
+            ("/data/out", out.path(), MountKind::ReadWrite),
+        ] {
+            spec.mounts.push(crate::runner::Mount {
+                path: target.into(),
+                kind,
+                source: Some(source.to_path_buf()),
+            });
+        }
+        ran(&spec)?;
+        let copy = out.path().join("copy");
+        if read(&copy)? != "hello\n" || site.path().join("x").exists() {
+            return Err("the binds were not shown as asked".into());
+        }
+        if std::path::Path::new("/srv/site").exists() {
+            return Err("the target was made on the host".into());
+        }
+        owned_by_caller(&copy)
+    }
+
+    #[test]
+    fn a_source_is_shown_at_its_target_as_root() {
+        in_fork(As::Caller, sources_at_their_targets).unwrap();
+    }
+
+    #[test]
+    fn a_source_is_shown_at_its_target_by_an_ordinary_user() {
+        in_fork(As::Ordinary, sources_at_their_targets).unwrap();
+    }
+
+    #[test]
+    fn a_missing_source_is_named() {
+        let mut spec = sh("true", &[]);
+        spec.mounts.push(crate::runner::Mount {
+            path: "/srv".into(),
+            kind: MountKind::ReadOnly,
+            source: Some("/nonexistent/site".into()),
+        });
+        let err = in_fork(As::Caller, || ran(&spec)).unwrap_err();
+        assert_eq!(err, "/nonexistent/site to show at /srv does not exist");
+    }
+
+    fn tmpfs_writable_in_a_read_only_root() -> Result<(), String> {
+        let out = tempdir()?;
+        let mut spec = sh(
+            &format!(
+                "echo hi > /scratch/f && cat /scratch/f > {0}/t \
+                 && ! touch /x 2>/dev/null && ! touch /usr/x 2>/dev/null \
+                 && stat -f -c '%b %S' /scratch > {0}/size",
+                out.path().display()
+            ),
+            &[out.path().to_path_buf()],
+        );
+        spec.tmpfs = vec!["/scratch".into()];
+        ran(&spec)?;
+        let size: Vec<u64> = read(&out.path().join("size"))?
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if read(&out.path().join("t"))? != "hi\n" || size.iter().product::<u64>() != 64 << 20 {
+            return Err(format!("tmpfs not as asked (size {size:?})"));
+        }
+        if std::path::Path::new("/scratch").exists() {
+            return Err("the tmpfs's target was made on the host".into());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tmpfs_is_writable_while_the_root_stays_read_only() {
+        in_fork(As::Caller, tmpfs_writable_in_a_read_only_root).unwrap();
+        in_fork(As::Ordinary, tmpfs_writable_in_a_read_only_root).unwrap();
+    }
+
+    #[test]
+    fn hosts_adds_names_to_etc_hosts() {
+        in_fork(As::Caller, || {
+            let out = tempdir()?;
+            for show_etc in [false, true] {
+                let mut spec = sh(
+                    &format!("getent hosts server > {}/h", out.path().display()),
+                    &[out.path().to_path_buf()],
+                );
+                spec.hosts = vec![("server".into(), std::net::Ipv4Addr::new(127, 0, 0, 2))];
+                if show_etc {
+                    // The host's /etc shown: the generated hosts goes over its own.
+                    spec.mounts.insert(
+                        0,
+                        crate::runner::Mount {
+                            path: "/etc".into(),
+                            kind: MountKind::ReadOnly,
+                            source: None,
+                        },
+                    );
+                }
+                ran(&spec)?;
+                let h = read(&out.path().join("h"))?;
+                if h.split_whitespace().collect::<Vec<_>>() != ["127.0.0.2", "server"] {
+                    return Err(format!("with /etc shown {show_etc}: {h:?}"));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// The worker as 1234:1235 inside; what it writes is still the caller's.
+    fn runs_as_the_configured_user() -> Result<(), String> {
+        let out = tempdir()?;
+        let mut spec = sh(
+            &format!("id -u > {0}/id && id -g >> {0}/id", out.path().display()),
+            &[out.path().to_path_buf()],
+        );
+        spec.user = Some((1234, 1235));
+        ran(&spec)?;
+        let id = out.path().join("id");
+        if read(&id)? != "1234\n1235\n" {
+            return Err(format!("id said {:?}", read(&id)?));
+        }
+        owned_by_caller(&id)
+    }
+
+    #[test]
+    fn user_sets_the_ids_inside_as_root() {
+        in_fork(As::Caller, runs_as_the_configured_user).unwrap();
+    }
+
+    #[test]
+    fn user_sets_the_ids_inside_for_an_ordinary_user() {
+        in_fork(As::Ordinary, runs_as_the_configured_user).unwrap();
     }
 }

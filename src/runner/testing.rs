@@ -86,11 +86,13 @@ pub fn sh(script: &str, rw: &[PathBuf]) -> RunSpec {
         .map(|path| Mount {
             path,
             kind: MountKind::ReadOnly,
+            source: None,
         })
         .collect();
     mounts.extend(rw.iter().map(|p| Mount {
         path: p.clone(),
         kind: MountKind::ReadWrite,
+        source: None,
     }));
     RunSpec {
         name: "test".into(),
@@ -98,6 +100,9 @@ pub fn sh(script: &str, rw: &[PathBuf]) -> RunSpec {
         workdir: "/tmp".into(),
         env: vec![("PATH".into(), DEFAULT_PATH.into())],
         mounts,
+        tmpfs: vec![],
+        hosts: vec![],
+        user: None,
         net: Net::None,
         exec_allow: vec![],
         limits: Limits {
