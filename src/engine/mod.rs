@@ -8,6 +8,7 @@
 pub mod deadline;
 pub mod docker;
 pub mod fake;
+pub mod native;
 pub mod podman;
 pub mod select;
 mod spec;
