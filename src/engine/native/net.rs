@@ -215,8 +215,9 @@ impl Fabric {
             .insert(s.name.clone(), Declared { net: s, addr });
     }
 
-    /// Drops `service` and frees its address (at remove). Its listeners, and the ones
-    /// other sandboxes have for it, stop; call [`Fabric::detach`] first to wait for them.
+    /// Drops `service` and frees its address (at remove). Its own listeners stop (call
+    /// [`Fabric::detach`] first to wait for that); connections to it through other
+    /// sandboxes' listeners are closed at once from then on.
     pub fn forget(&self, service: &str) {
         let mut st = self.lock();
         st.declared.remove(service);

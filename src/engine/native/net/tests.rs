@@ -378,3 +378,94 @@ async fn a_peer_port_taken_inside_the_sandbox_is_named() {
         "cannot listen on 127.0.0.2:7777 inside client's sandbox (the address of server): Address already in use (os error 98)"
     );
 }
+
+/// Sinks a bulk transfer (`T`, then answers the byte count) or echoes byte by byte (`P`).
+const BENCH_SERVER: &str = r#"
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+my ($port) = @ARGV;
+my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $port,
+    Listen => 16, ReuseAddr => 1) or die "listen: $!\n";
+$| = 1; print "ready\n";
+while (my $c = $l->accept) {
+    setsockopt($c, IPPROTO_TCP, TCP_NODELAY, 1);
+    sysread($c, my $mode, 1) or next;
+    if ($mode eq "T") {
+        my ($n, $b) = (0, "");
+        while (my $r = sysread($c, $b, 1 << 16)) { $n += $r }
+        print $c "$n\n";
+    } else {
+        while (sysread($c, my $b, 1)) { syswrite($c, $b) }
+    }
+    close $c;
+}
+"#;
+
+/// Throughput of one connection (512 MiB), round trip of one byte on an open connection,
+/// and connect plus one round trip.
+const BENCH_CLIENT: &str = r#"
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Time::HiRes qw(time);
+my ($host, $port) = @ARGV;
+sub conn {
+    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) or die "connect: $!\n";
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1); $s
+}
+my $s = conn(); syswrite($s, "T");
+my ($buf, $n, $total) = ("x" x (1 << 16), 0, 512 << 20);
+my $t = time;
+while ($n < $total) { $n += syswrite($s, $buf) }
+shutdown($s, 1); my $got = <$s>; my $bulk = time - $t;
+die "sent $n, received $got" unless $got == $n;
+$s = conn(); syswrite($s, "P");
+$t = time;
+for (1 .. 20000) { syswrite($s, "a"); sysread($s, my $b, 1) }
+my $rtt = (time - $t) / 20000; close $s;
+$t = time;
+for (1 .. 500) { my $c = conn(); syswrite($c, "Pa"); sysread($c, my $b, 1); close $c }
+my $connect = (time - $t) / 500;
+printf "%.0f MiB/s, round trip %.1f us, connect + round trip %.1f us\n",
+    $n / $bulk / 2**20, $rtt * 1e6, $connect * 1e6;
+"#;
+
+/// The figures in docs/engines.md ("native engine: networking"): one connection forwarded
+/// by the fabric between two sandboxes, against the same client on loopback inside the
+/// server's sandbox.
+#[tokio::test]
+#[ignore = "a measurement, not a check: cargo test --release --lib forwarding_cost -- --ignored --nocapture"]
+async fn forwarding_cost() {
+    if !can_run() {
+        return;
+    }
+    let f = Fabric::new();
+    f.declare(svc("server", &[], &[7777]));
+    f.declare(svc("client", &[], &[]));
+    let server = Sandbox::start(BENCH_SERVER, &["7777"]);
+    let client = Sandbox::idle();
+    f.attach("server", server.pid()).await.unwrap();
+    f.attach("client", client.pid()).await.unwrap();
+    let run = |inside: &Sandbox, addr: SocketAddr| {
+        let mut cmd = crate::process::command("nsenter");
+        cmd.args(["-t", &inside.pid().to_string(), "-n"])
+            .args(["perl", "-MIO::Socket::INET", "-e", BENCH_CLIENT])
+            .args([addr.ip().to_string(), addr.port().to_string()]);
+        tokio::task::spawn_blocking(move || cmd.output())
+    };
+    for _ in 0..3 {
+        let direct = run(&server, at(Ipv4Addr::LOCALHOST, 7777))
+            .await
+            .unwrap()
+            .unwrap();
+        let through = run(&client, at(f.address("server").unwrap(), 7777))
+            .await
+            .unwrap()
+            .unwrap();
+        for (what, out) in [("direct loopback", direct), ("through the fabric", through)] {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            print!("{what:>20}: {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}
