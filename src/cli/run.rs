@@ -183,6 +183,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             no_landlock: std::env::var_os("DEVBOX_NO_LANDLOCK").is_some_and(|v| v == "1"),
             warn,
             on_ready: None,
+            before_go: None,
             control,
         },
     )?;
@@ -279,6 +280,7 @@ fn detach(
                         let _ = std::io::Write::write_all(&mut ready, b"R");
                     })),
                     control: true,
+                    before_go: None,
                 },
             );
             let code = match outcome {

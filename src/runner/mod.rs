@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod elf;
 pub mod idmap;
 pub mod landlock;
+pub mod netns;
 pub mod proxy;
 pub mod rlimit;
 pub mod rootfs;
@@ -18,6 +19,8 @@ pub mod seccomp;
 pub mod spec;
 pub mod supervisor;
 pub mod sys;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use audit::{AuditLog, Event};
 pub use spec::{Mount, MountKind, Net, NetRules, RunSpec};

@@ -37,6 +37,9 @@ pub enum Error {
     Inside(String),
     #[error("devbox run must start from a single-threaded process (this one has {0} threads)")]
     Threaded(usize),
+    /// `Options::before_go` refused: the sandbox was killed before the worker started.
+    #[error("{0}")]
+    BeforeGo(String),
 }
 
 /// Options that are not part of the policy.
@@ -51,7 +54,16 @@ pub struct Options {
     pub on_ready: Option<Box<dyn FnOnce() + Send>>,
     /// Serve the control socket.
     pub control: bool,
+    /// Called with the sandbox init's pid (as this process's pid namespace numbers it) once
+    /// the init has set the sandbox up (ids mapped, loopback up, mounts done, root pivoted)
+    /// and waits for "go", before the worker starts: the moment to open sockets in its
+    /// network namespace (see `netns`). An `Err` kills the sandbox and `run` returns
+    /// [`Error::BeforeGo`] with it.
+    pub before_go: Option<BeforeGo>,
 }
+
+/// See [`Options::before_go`].
+pub type BeforeGo = Box<dyn FnOnce(Pid) -> Result<(), String>>;
 
 /// How the worker ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +155,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
     if n > 1 {
         return Err(Error::Threaded(n));
     }
-    let audit = &opts.audit;
+    let audit = opts.audit.clone();
     let start = Instant::now();
     let env_path: Vec<PathBuf> = spec
         .env
@@ -237,6 +249,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         .collect();
     env.sort();
     let idmapped = plan.idmapped.clone();
+    let wait_go = waits_for_go(spec, &opts);
     let inside = Inside {
         uid,
         gid,
@@ -245,7 +258,7 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
         loopback: spec.net != Net::Host,
         proxy: matches!(spec.net, Net::Proxy(_)),
         control: opts.control,
-        wait_go: waits_for_go(spec, &opts),
+        wait_go,
         prepare: plan.prepare,
         enter: plan.enter,
         argv: spec.argv.iter().map(|a| sandbox::cstring(a)).collect(),
@@ -352,15 +365,14 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
             )),
         }
     }
-    let mut on_ready = opts.on_ready.take();
     let result = supervise(
         spec,
-        &opts,
+        &mut opts,
         init,
         &outer,
         cgroup.as_ref(),
         start,
-        &mut on_ready,
+        wait_go,
     );
     // Whatever happened, nothing of the sandbox outlives this call.
     let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
@@ -414,10 +426,13 @@ pub fn run(spec: &RunSpec, mut opts: Options) -> Result<Outcome, Error> {
 }
 
 /// Whether the init waits for "go" before starting the worker: only when the supervisor
-/// has something to do first (a cgroup to put it in, listeners to serve); otherwise the
-/// round trip is saved.
+/// has something to do first (a cgroup to put it in, listeners to serve, `before_go`);
+/// otherwise the round trip is saved.
 fn waits_for_go(spec: &RunSpec, opts: &Options) -> bool {
-    opts.control || needs_cgroup(spec) || matches!(spec.net, Net::Proxy(_))
+    opts.control
+        || opts.before_go.is_some()
+        || needs_cgroup(spec)
+        || matches!(spec.net, Net::Proxy(_))
 }
 
 /// Memory, pids and cpus are cgroup limits (or, without one, rlimits).
@@ -467,16 +482,19 @@ fn landlock_rules(
     }
 }
 
-/// Everything between the clone and the init's end.
+/// Everything between the clone and the init's end; `wait_go` says whether the init waits
+/// for "go".
 fn supervise(
     spec: &RunSpec,
-    opts: &Options,
+    opts: &mut Options,
     init: Pid,
     sock: &OwnedFd,
     cgroup: Option<&super::cgroup::Cgroup>,
     start: Instant,
-    on_ready: &mut Option<Box<dyn FnOnce() + Send>>,
+    wait_go: bool,
 ) -> Result<Outcome, Error> {
+    let mut on_ready = opts.on_ready.take();
+    let before_go = opts.before_go.take();
     if let Some(c) = cgroup {
         c.add(init)
             .map_err(|e| Error::Setup(format!("joining the cgroup: {e}")))?;
@@ -548,8 +566,11 @@ fn supervise(
         )
         .map_err(|e| Error::Setup(format!("egress proxy: {e}")))?;
     }
+    if let Some(f) = before_go {
+        f(init).map_err(Error::BeforeGo)?;
+    }
     // "go", or "go rlimits" when the limits must be rlimits.
-    if waits_for_go(spec, opts) {
+    if wait_go {
         let go: &[u8] = if needs_cgroup(spec) && cgroup.is_none() {
             b"go rlimits"
         } else {
@@ -567,7 +588,7 @@ fn supervise(
         control.as_ref(),
         &ready_rx,
         start,
-        on_ready,
+        &mut on_ready,
     )
 }
 
@@ -762,4 +783,98 @@ pub fn host_env() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::runner::testing::{alive, in_fork, options, sh, As};
+
+    #[test]
+    fn before_go_sees_the_sandbox_set_up_before_the_worker_starts() {
+        in_fork(As::Caller, || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let mark = dir.path().join("started");
+            let spec = sh(
+                &format!("touch {}; exit 7", mark.display()),
+                &[dir.path().to_path_buf()],
+            );
+            /// The init's pid and what was wrong with the sandbox when before_go ran.
+            type Seen = Option<(Pid, Result<(), String>)>;
+            let seen: Rc<RefCell<Seen>> = Rc::default();
+            let mut opts = options();
+            let (seen2, mark2) = (seen.clone(), mark.clone());
+            opts.before_go = Some(Box::new(move |pid| {
+                let check = (|| {
+                    let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+                    if ns(&format!("/proc/{pid}/ns/net"))? == ns("/proc/self/ns/net")? {
+                        return Err("the init shares this network namespace".to_string());
+                    }
+                    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map"))
+                        .map_err(|e| e.to_string())?;
+                    if map.trim().is_empty() {
+                        return Err("no uid map yet".into());
+                    }
+                    // Pivoted: the new root has the sandbox's /proc (its init is 1) and not /root.
+                    let root = PathBuf::from(format!("/proc/{pid}/root"));
+                    if !root.join("proc/1").exists() || root.join("root").exists() {
+                        return Err("the root is not the sandbox's yet".into());
+                    }
+                    // Time enough for a worker that did not wait for "go" to show.
+                    std::thread::sleep(Duration::from_millis(200));
+                    if mark2.exists() {
+                        return Err("the worker started before go".into());
+                    }
+                    Ok(())
+                })();
+                *seen2.borrow_mut() = Some((pid, check));
+                Ok(())
+            }));
+            let out = run(&spec, opts).map_err(|e| e.to_string())?;
+            let (pid, check) = seen.borrow_mut().take().ok_or("before_go not called")?;
+            check?;
+            if out.code != 7 || !mark.exists() {
+                return Err(format!("the worker did not run: {out:?}"));
+            }
+            if alive(pid) {
+                return Err(format!("the init {pid} outlived the run"));
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_err_from_before_go_kills_the_sandbox_and_is_returned() {
+        in_fork(As::Caller, || {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let mark = dir.path().join("started");
+            let spec = sh(
+                &format!("touch {}; sleep 30", mark.display()),
+                &[dir.path().to_path_buf()],
+            );
+            let init: Rc<RefCell<Option<Pid>>> = Rc::default();
+            let mut opts = options();
+            let init2 = init.clone();
+            opts.before_go = Some(Box::new(move |pid| {
+                *init2.borrow_mut() = Some(pid);
+                std::thread::sleep(Duration::from_millis(200));
+                Err("port 8080 is taken".into())
+            }));
+            let started = Instant::now();
+            match run(&spec, opts) {
+                Err(e @ Error::BeforeGo(_)) if e.to_string() == "port 8080 is taken" => {}
+                other => return Err(format!("expected the before_go error, got {other:?}")),
+            }
+            let pid = init.borrow_mut().take().ok_or("before_go not called")?;
+            if alive(pid) || mark.exists() || started.elapsed() > Duration::from_secs(10) {
+                return Err("the sandbox was left running or its worker started".into());
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
 }
