@@ -21,10 +21,11 @@
 //! - [`Fabric::detach`] drops a sandbox's listeners and host ports; [`Fabric::forget`]
 //!   drops the service and its address.
 //!
-//! A socket is made inside another namespace by a short-lived thread that joins it
-//! (setns(CLONE_NEWNET)) and creates the socket there; a socket stays in the namespace it
-//! was made in. That needs CAP_SYS_ADMIN over the target namespace's user namespace, which
-//! the supervisor has (root, or the owner of the sandboxes' user namespaces).
+//! Sockets inside a sandbox are made with [`crate::runner::netns`] (a short-lived thread
+//! that joins the namespace of the sandbox's init); that needs CAP_SYS_ADMIN over the
+//! sandbox's user namespace, which the supervisor has as root, or after
+//! [`crate::runner::netns::own_user_namespace`]. The pid a connection goes to is the one
+//! last attached, so the supervisor detaches a sandbox as soon as it has reaped its init.
 //!
 //! Only TCP is forwarded: a published UDP port is an [`Error::Udp`], and
 //! [`ServiceNet::ports`] are TCP ports. An `internal` network changes nothing here: a
@@ -40,20 +41,18 @@
 //! The fabric decides nothing about *which* services exist or run: the supervisor tells it.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::model::Protocol;
 use crate::plan::DEFAULT_NETWORK;
+use crate::runner::netns;
 
 /// What the fabric needs to know of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +137,7 @@ struct Declared {
 }
 
 struct Attached {
-    netns: Arc<File>,
+    pid: Pid,
     /// The accept loops of its listeners; aborting one closes its connections too.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -290,18 +289,18 @@ impl Fabric {
         };
         self.detach(service).await;
 
-        let netns = File::open(format!("/proc/{pid}/ns/net"))
-            .map(Arc::new)
-            .map_err(|source| Error::Netns {
-                service: service.to_string(),
-                pid,
-                source,
-            })?;
+        // Said plainly here rather than as the first listener's error (or not at all, for a
+        // service with only published ports).
+        std::fs::metadata(format!("/proc/{pid}/ns/net")).map_err(|source| Error::Netns {
+            service: service.to_string(),
+            pid,
+            source,
+        })?;
         // Registered with the runtime as they are bound, and spawned only once all are:
         // on an error, dropping `bound` closes every one of them here and now.
         let mut bound: Vec<(TcpListener, Route)> = Vec::new();
         for (peer, addr) in peers {
-            let l = listen_tcp_in(&netns, addr)
+            let l = in_blocking(move || netns::listen_tcp_in(pid, addr))
                 .await
                 .and_then(tokio_listener)
                 .map_err(|source| Error::PeerPort {
@@ -340,7 +339,7 @@ impl Fabric {
         let old = self
             .lock()
             .attached
-            .insert(service.to_string(), Attached { netns, tasks });
+            .insert(service.to_string(), Attached { pid, tasks });
         if let Some(old) = old {
             old.abort();
         }
@@ -368,7 +367,7 @@ fn tokio_listener(l: std::net::TcpListener) -> io::Result<TcpListener> {
 }
 
 /// The network namespace a connection on `route` goes to now, with the address in it.
-fn target(state: &Weak<Mutex<State>>, route: &Route) -> Option<(Arc<File>, SocketAddr)> {
+fn target(state: &Weak<Mutex<State>>, route: &Route) -> Option<(Pid, SocketAddr)> {
     let state = state.upgrade()?;
     let st = state.lock().unwrap_or_else(|e| e.into_inner());
     let (service, port) = match route {
@@ -382,8 +381,8 @@ fn target(state: &Weak<Mutex<State>>, route: &Route) -> Option<(Arc<File>, Socke
         }
         Route::Published { service, port } => (service, *port),
     };
-    let ns = st.attached.get(service)?.netns.clone();
-    Some((ns, SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
+    let pid = st.attached.get(service)?.pid;
+    Some((pid, SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
 }
 
 /// Accepts on `listener` until aborted; dropping this future drops the listener and every
@@ -394,8 +393,8 @@ async fn serve(listener: TcpListener, state: Weak<Mutex<State>>, route: Route) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((inbound, _)) => match target(&state, &route) {
-                    Some((ns, addr)) => {
-                        conns.spawn(splice(inbound, ns, addr));
+                    Some((pid, addr)) => {
+                        conns.spawn(splice(inbound, pid, addr));
                     }
                     // Nobody to forward to: closing the connection says so.
                     None => drop(inbound),
@@ -408,9 +407,10 @@ async fn serve(listener: TcpListener, state: Weak<Mutex<State>>, route: Route) {
     }
 }
 
-/// Connects inside `ns` to `addr` and copies both ways until both sides have closed.
-async fn splice(mut inbound: TcpStream, ns: Arc<File>, addr: SocketAddr) {
-    let Ok(out) = connect_tcp_in(&ns, addr).await else {
+/// Connects inside `pid`'s network namespace to `addr` and copies both ways until both
+/// sides have closed.
+async fn splice(mut inbound: TcpStream, pid: Pid, addr: SocketAddr) {
+    let Ok(out) = in_blocking(move || netns::connect_tcp_in(pid, addr)).await else {
         return;
     };
     let Ok(mut out) = out
@@ -429,37 +429,13 @@ async fn splice(mut inbound: TcpStream, ns: Arc<File>, addr: SocketAddr) {
 /// 8 KiB (tokio's default).
 const BUF: usize = 64 * 1024;
 
-/// A listening TCP socket bound to `addr` inside the network namespace `ns`.
-async fn listen_tcp_in(ns: &Arc<File>, addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    in_netns(ns, move || std::net::TcpListener::bind(addr)).await
-}
-
-/// A TCP connection to `addr` made inside the network namespace `ns`.
-async fn connect_tcp_in(ns: &Arc<File>, addr: SocketAddr) -> io::Result<std::net::TcpStream> {
-    in_netns(ns, move || std::net::TcpStream::connect(addr)).await
-}
-
-/// Runs `f` on a new thread that has joined `ns`. A thread of its own, because joining
-/// changes the calling thread's namespace for good; the socket `f` makes keeps the
-/// namespace it was made in after the thread ends. The namespace is held open by the
-/// fabric from [`Fabric::attach`], so a recycled pid cannot send a connection elsewhere.
-async fn in_netns<T: Send + 'static>(
-    ns: &Arc<File>,
+/// Runs `f`, which waits on a thread of its own, off the runtime's threads.
+async fn in_blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
-    let ns = Arc::clone(ns);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("devbox-netns".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let r = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(io::Error::from)
-                .and_then(|()| f());
-            let _ = tx.send(r);
-        })?;
-    rx.await
-        .map_err(|_| io::Error::other("the namespace thread ended without an answer"))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("making a socket in a sandbox: {e}")))?
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn hosts_list_own_names_then_the_peers_sharing_a_network() {
 }
 
 #[tokio::test]
-async fn attaching_refuses_udp_and_undeclared_services() {
+async fn attaching_refuses_udp_undeclared_services_and_a_dead_sandbox() {
     let f = Fabric::new();
     let mut dns = svc("dns", &[], &[53]);
     dns.publish = vec![publish(5353, 53, Protocol::Udp)];
@@ -100,6 +100,20 @@ async fn attaching_refuses_udp_and_undeclared_services() {
     );
     let e = f.attach("ghost", Pid::this()).await.unwrap_err();
     assert_eq!(e.to_string(), "ghost is not declared to the native network");
+    f.declare(svc("gone", &[], &[]));
+    let mut done = crate::process::command("true").spawn().unwrap();
+    done.wait().unwrap();
+    let e = f
+        .attach("gone", Pid::from_raw(done.id() as i32))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "joining the network namespace of gone's sandbox (/proc/{}/ns/net): No such file or directory (os error 2)",
+            done.id()
+        )
+    );
 }
 
 /// Whether the namespace tests can run here; says why not.
