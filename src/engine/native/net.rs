@@ -15,9 +15,9 @@
 //!   127.0.0.K:PORT for every port of every peer it shares a network with, and on the
 //!   host each of the service's published ports. A connection accepted there is forwarded
 //!   to a fresh connection made inside the target's *current* network namespace to
-//!   127.0.0.1:PORT; the target is looked up at each connection, so a peer that is not
-//!   attached gets the connection closed at once and a restarted peer is reached in its
-//!   new sandbox. Bytes are copied both ways in user space, half-close honoured.
+//!   127.0.0.1:PORT; the target is looked up at each connection, so a connection to a
+//!   peer that is not attached (or not listening on that port) is reset at once, and a
+//!   restarted peer is reached in its new sandbox. Bytes are copied both ways in user space, half-close honoured.
 //! - [`Fabric::detach`] drops a sandbox's listeners and host ports; [`Fabric::forget`]
 //!   drops the service and its address.
 //!
@@ -396,8 +396,7 @@ async fn serve(listener: TcpListener, state: Weak<Mutex<State>>, route: Route) {
                     Some((pid, addr)) => {
                         conns.spawn(splice(inbound, pid, addr));
                     }
-                    // Nobody to forward to: closing the connection says so.
-                    None => drop(inbound),
+                    None => refuse(inbound),
                 },
                 // Out of descriptors, or the like: wait instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -410,19 +409,27 @@ async fn serve(listener: TcpListener, state: Weak<Mutex<State>>, route: Route) {
 /// Connects inside `pid`'s network namespace to `addr` and copies both ways until both
 /// sides have closed.
 async fn splice(mut inbound: TcpStream, pid: Pid, addr: SocketAddr) {
-    let Ok(out) = in_blocking(move || netns::connect_tcp_in(pid, addr)).await else {
-        return;
-    };
-    let Ok(mut out) = out
-        .set_nonblocking(true)
-        .and_then(|()| TcpStream::from_std(out))
-    else {
+    let out = in_blocking(move || netns::connect_tcp_in(pid, addr))
+        .await
+        .and_then(|out| {
+            out.set_nonblocking(true)?;
+            TcpStream::from_std(out)
+        });
+    let Ok(mut out) = out else {
+        refuse(inbound);
         return;
     };
     // The ends decide about batching; the relay passes each piece on as it comes.
     let _ = inbound.set_nodelay(true);
     let _ = out.set_nodelay(true);
     let _ = tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut out, BUF, BUF).await;
+}
+
+/// Closes a connection that has nowhere to go with a reset, so that the client sees a
+/// failure (as it would on a refused connection) and not an empty answer.
+fn refuse(inbound: TcpStream) {
+    let _ = inbound.set_zero_linger();
+    drop(inbound);
 }
 
 /// Each direction's copy buffer: big enough that a bulk transfer is not a syscall per

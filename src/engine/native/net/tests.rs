@@ -151,12 +151,17 @@ while (my $c = $l->accept) { local $/; my $d = <$c>; print $c "$name:$d"; close 
 
 const IDLE: &str = r#"$| = 1; print "ready\n"; sleep 60"#;
 
-/// Sends a message, closes its writing side, prints what comes back until the end.
+/// Sends a message, closes its writing side, prints what comes back until the end, or the
+/// first error (a reset shows on the write or the read, depending on when it arrives).
 const CLIENT: &str = r#"
 my ($host, $port, $msg) = @ARGV;
 $SIG{PIPE} = "IGNORE"; alarm 5;
 my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port) or die "connect: $!\n";
-print $s $msg; shutdown($s, 1); local $/; my $r = <$s>; print $r // "";
+my $err;
+defined syswrite($s, $msg) or $err = "write: $!";
+shutdown($s, 1); local $/; my $r = <$s>;
+defined $r or $err //= "read: $!";
+print $err // $r;
 "#;
 
 /// A process in a network namespace of its own, killed when dropped.
@@ -267,7 +272,7 @@ async fn a_peer_is_reached_by_its_address_with_half_close() {
 }
 
 #[tokio::test]
-async fn a_peer_not_attached_gets_the_connection_closed_and_a_restarted_one_is_reached() {
+async fn a_peer_not_attached_or_not_listening_resets_and_a_restarted_one_is_reached() {
     if !can_run() {
         return;
     }
@@ -277,15 +282,28 @@ async fn a_peer_not_attached_gets_the_connection_closed_and_a_restarted_one_is_r
     let client = Sandbox::idle();
     f.attach("client", client.pid()).await.unwrap();
     let to = at(f.address("server").unwrap(), 7777);
-    // Not started yet: accepted and closed at once (the client's alarm would say a hang).
-    assert_eq!(client_in(&client, to, "early").await.unwrap(), "");
+    // Not started yet: accepted and reset at once (the client's alarm would say a hang).
+    let got = client_in(&client, to, "early").await.unwrap();
+    assert!(got.ends_with(": Connection reset by peer"), "{got}");
+
+    // Attached, but nothing listens on the port inside.
+    f.declare(svc("quiet", &[], &[7778]));
+    let quiet = Sandbox::idle();
+    f.attach("quiet", quiet.pid()).await.unwrap();
+    f.detach("client").await;
+    f.attach("client", client.pid()).await.unwrap();
+    let got = client_in(&client, at(f.address("quiet").unwrap(), 7778), "hush")
+        .await
+        .unwrap();
+    assert!(got.ends_with(": Connection reset by peer"), "{got}");
 
     let first = Sandbox::server(7777, "one");
     f.attach("server", first.pid()).await.unwrap();
     assert_eq!(client_in(&client, to, "hi").await.unwrap(), "one:hi");
 
     f.detach("server").await;
-    assert_eq!(client_in(&client, to, "gone").await.unwrap(), "");
+    let got = client_in(&client, to, "gone").await.unwrap();
+    assert!(got.ends_with(": Connection reset by peer"), "{got}");
     drop(first);
 
     // A new sandbox of the same service: the client's listener finds it without a restart.
