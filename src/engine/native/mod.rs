@@ -10,6 +10,7 @@ pub mod def;
 pub mod exec;
 mod health;
 pub mod logs;
+pub mod net;
 pub mod paths;
 pub mod service;
 pub mod state;
