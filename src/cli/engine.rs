@@ -24,8 +24,18 @@ pub fn limits() -> Limits {
 }
 
 pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
+    connect_saying(loaded, true)
+}
+
+/// As [`connect`], without a word on stderr about the engine chosen: `exec` passes its
+/// command's stderr on as it is.
+pub fn connect_quietly(loaded: &Loaded) -> anyhow::Result<Connected> {
+    connect_saying(loaded, false)
+}
+
+fn connect_saying(loaded: &Loaded, say: bool) -> anyhow::Result<Connected> {
     if loaded.config.project.engine == crate::config::model::EngineChoice::Native {
-        if let Some(why) = &loaded.config.project.engine_reason {
+        if let Some(why) = loaded.config.project.engine_reason.as_ref().filter(|_| say) {
             eprintln!("devbox: {why}");
         }
         let native = engine::native::Native::new();

@@ -45,7 +45,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
         env.insert(k.to_owned(), v.to_owned());
     }
-    let conn = super::engine::connect(&loaded)?;
+    let conn = super::engine::connect_quietly(&loaded)?;
     let rt = super::engine::runtime()?;
     let out = rt.block_on(async {
         let containers = conn.engine.list_containers(&plan.project).await?;

@@ -100,6 +100,9 @@ pub struct Def {
     pub net: NetDef,
     pub ports: Vec<PortDef>,
     pub networks: BTreeMap<String, String>,
+    /// Its peers' names and addresses (the supervisor's, at each start).
+    #[serde(default)]
+    pub hosts: Vec<(String, std::net::Ipv4Addr)>,
     pub health: Option<Health>,
     pub restart: RestartDef,
     pub stop_signal: i32,

@@ -370,6 +370,7 @@ impl Native {
                 })
                 .collect(),
             networks,
+            hosts: Vec::new(),
             health,
             restart: match spec.restart {
                 Restart::No => RestartDef::No,

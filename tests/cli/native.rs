@@ -1,0 +1,466 @@
+//! The native engine, for real: services without an image brought up, inspected, entered
+//! and torn down by devbox alone, with no container engine, each in a sandbox of devbox's
+//! runner held by the project's supervisor. Every case runs as root and as the
+//! unprivileged user DEVBOX_TEST_ROOTLESS_USER (through `runuser`). Each project's
+//! services carry a marker in their environment, so that whatever they started is found
+//! in /proc — and must be gone after `down`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{test_var, BIN};
+
+/// A native project in a temporary directory, with its own runtime and data
+/// directories, as one user. Dropping it takes the project down and kills whatever still
+/// carries its marker.
+struct Native {
+    user: Option<String>,
+    dir: tempfile::TempDir,
+    project: String,
+    mark: String,
+}
+
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `case` as root, then as the unprivileged user (a skip when there is none and
+/// engines are not required).
+fn each(case: impl Fn(Option<&str>)) {
+    case(None);
+    if let Some(user) = test_var(
+        "DEVBOX_TEST_ROOTLESS_USER",
+        "run scripts/setup-engines and export what it prints",
+    ) {
+        case(Some(&user));
+    }
+}
+
+impl Native {
+    /// `toml` with `{project}` and `{mark}` filled in.
+    fn new(user: Option<&str>, name: &str, toml: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("devbox-native-")
+            .tempdir()
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let who = if user.is_some() { "user" } else { "root" };
+        let project = format!("{name}-{who}");
+        let mark = format!("NATIVE_TEST_MARK={project}-{}", std::process::id());
+        let n = Self {
+            user: user.map(str::to_owned),
+            dir,
+            project,
+            mark,
+        };
+        n.write_toml(toml);
+        let rt = n.path().join("rt");
+        std::fs::create_dir(&rt).unwrap();
+        std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if let Some(u) = user {
+            let st = Command::new("chown")
+                .args(["-R", u, &n.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "chown to {u}");
+        }
+        n
+    }
+
+    fn write_toml(&self, toml: &str) {
+        let value = self.mark.split_once('=').unwrap().1;
+        let text = toml
+            .replace("{project}", &self.project)
+            .replace("{mark}", value);
+        std::fs::write(self.path().join("sandbox.toml"), text).unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = match &self.user {
+            None => Command::new(BIN),
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", BIN]);
+                c
+            }
+        };
+        c.args(args).current_dir(self.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DEVBOX_") {
+                c.env_remove(k);
+            }
+        }
+        // No engine to be found: the native engine needs none.
+        c.env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("HOME", self.path())
+            .env("XDG_RUNTIME_DIR", self.path().join("rt"))
+            .env("XDG_DATA_HOME", self.path().join("share"))
+            .env("XDG_STATE_HOME", self.path().join("state"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        let out = self.command(args).output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Out {
+        let o = self.run(args);
+        assert_eq!(o.code, 0, "devbox {args:?} as {:?}: {o:#?}", self.user);
+        o
+    }
+
+    /// Every process carrying this project's marker.
+    fn leftovers(&self) -> Vec<u32> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|v| v == self.mark.as_bytes()) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    /// The services' rows of `status --json`.
+    fn status(&self) -> Vec<serde_json::Value> {
+        let o = self.ok(&["status", "--json"]);
+        serde_json::from_str(&o.stdout).unwrap()
+    }
+
+    fn row(&self, service: &str) -> serde_json::Value {
+        self.status()
+            .into_iter()
+            .find(|r| r["service"] == service)
+            .unwrap_or_else(|| panic!("no row for {service}"))
+    }
+
+    fn supervisor_pid(&self) -> Option<u32> {
+        let file = self
+            .path()
+            .join("rt/devbox/native")
+            .join(&self.project)
+            .join("supervisor.pid");
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Waits (a little) for every marked process to be gone.
+    fn assert_no_leftovers(&self, after: &str) {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() > end {
+                let cmdlines: Vec<String> = left
+                    .iter()
+                    .map(|p| {
+                        std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                            .unwrap_or_default()
+                            .replace('\0', " ")
+                    })
+                    .collect();
+                panic!(
+                    "after {after}, still running as {:?}: {cmdlines:?}",
+                    self.user
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        let _ = self.command(&["down"]).output();
+        for pid in self.leftovers() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(pid) = self.supervisor_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Log lines without the runner's warnings (an unprivileged user on cgroup v1 is told
+/// once per run that its limits are rlimits).
+fn own_lines(logs: &str) -> String {
+    logs.lines()
+        .filter(|l| !l.contains("| devbox: warning: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+const WEB: &str = r#"
+[project]
+name = "{project}"
+
+[services.web]
+command = ["sh", "-c", "echo hello from web; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+
+#[test]
+fn native_services_come_up_answer_and_go_with_no_container_engine() {
+    each(|who| {
+        let n = Native::new(who, "nat-life", WEB);
+        let up = n.ok(&["up"]);
+        assert!(
+            up.stderr
+                .starts_with("devbox: no service has an image: running natively (engine native)\n"),
+            "{up:#?}"
+        );
+        assert!(
+            up.stdout
+                .starts_with(&format!("{} is up on native (", n.project)),
+            "{up:#?}"
+        );
+        let web = n.row("web");
+        assert_eq!(web["state"], "running", "{web}");
+        assert_eq!(web["image"], "", "{web}");
+        let pid = web["pid"].as_u64().expect("a pid") as u32;
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "the sandbox's init runs"
+        );
+        assert!(!n.leftovers().is_empty(), "the service runs");
+
+        let logs = n.ok(&["logs", "web"]);
+        assert_eq!(
+            own_lines(&logs.stdout),
+            "web | hello from web\n",
+            "{logs:#?}"
+        );
+
+        let id = n.ok(&["exec", "-T", "web", "--", "id", "-u"]);
+        let inside_uid = id.stdout.trim().parse::<u32>().expect("a uid");
+        // The service's user (the hardened default), inside its own user namespace.
+        assert_eq!(inside_uid, 65532, "{id:#?}");
+        let failed = n.run(&[
+            "exec",
+            "-T",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ]);
+        assert_eq!(
+            (failed.code, failed.stdout.as_str(), failed.stderr.as_str()),
+            (7, "out\n", "err\n")
+        );
+        // An exec is no stronger than the service: no capabilities at all.
+        let caps = n.ok(&[
+            "exec",
+            "-T",
+            "web",
+            "--",
+            "grep",
+            "^CapEff",
+            "/proc/self/status",
+        ]);
+        assert_eq!(caps.stdout, "CapEff:\t0000000000000000\n");
+
+        let down = n.ok(&["down"]);
+        assert!(
+            down.stdout
+                .starts_with(&format!("{} is down: 1 container", n.project)),
+            "{down:#?}"
+        );
+        n.assert_no_leftovers("down");
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        let after = n.row("web");
+        assert_eq!(after["state"], "not created");
+    });
+}
+
+#[test]
+fn a_second_up_keeps_the_sandboxes_and_an_edit_restarts_only_its_service() {
+    let two = r#"
+[project]
+name = "{project}"
+
+[services.a]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+
+[services.b]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-converge", two);
+        n.ok(&["up"]);
+        let pids = |n: &Native| (n.row("a")["pid"].as_u64(), n.row("b")["pid"].as_u64());
+        let first = pids(&n);
+        assert!(first.0.is_some() && first.1.is_some(), "{first:?}");
+        let again = n.ok(&["up"]);
+        assert!(again.stdout.contains(": 2 unchanged in "), "{again:#?}");
+        assert_eq!(pids(&n), first, "a second up keeps both sandboxes");
+
+        n.write_toml(&two.replacen(
+            r#"command = ["sleep", "1000"]"#,
+            r#"command = ["sleep", "2000"]"#,
+            1,
+        ));
+        let edited = n.ok(&["up"]);
+        assert!(
+            edited.stdout.contains(": 1 recreated, 1 unchanged in "),
+            "{edited:#?}"
+        );
+        let now = pids(&n);
+        assert_ne!(now.0, first.0, "the edited service was restarted");
+        assert_eq!(now.1, first.1, "the other one was left alone");
+        assert!(!Path::new(&format!("/proc/{}", first.0.unwrap())).exists());
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_double_forked_daemon_does_not_outlive_down() {
+    let daemon = r#"
+[project]
+name = "{project}"
+
+[services.d]
+command = ["sh", "-c", "setsid sh -c 'sleep 1000 & ' & exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-daemon", daemon);
+        n.ok(&["up"]);
+        // The service, and the orphan its grandchild left in a session of its own.
+        let end = Instant::now() + Duration::from_secs(5);
+        while n.leftovers().len() < 2 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(n.leftovers().len(), 2, "{:?}", n.leftovers());
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_services_with_it_and_the_next_down_cleans_up() {
+    each(|who| {
+        let n = Native::new(who, "nat-kill", WEB);
+        n.ok(&["up"]);
+        let sup = n.supervisor_pid().expect("a supervisor pid file");
+        assert!(!n.leftovers().is_empty());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(sup as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        n.assert_no_leftovers("SIGKILL of the supervisor");
+        // Its records remain: the container is reported exited, and down removes it.
+        let web = n.row("web");
+        assert_eq!(web["state"], "exited", "{web}");
+        let down = n.ok(&["down"]);
+        assert!(
+            down.stdout
+                .starts_with(&format!("{} is down: 1 container", n.project)),
+            "{down:#?}"
+        );
+        assert_eq!(n.row("web")["state"], "not created");
+    });
+}
+
+#[test]
+fn a_service_that_never_becomes_healthy_fails_up_with_its_last_lines() {
+    let sick = r#"
+[project]
+name = "{project}"
+
+[services.sick]
+command = ["sh", "-c", "echo warming up; echo cannot bind >&2; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+healthcheck = { cmd = ["false"], interval = "100ms", retries = 2 }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-sick", sick);
+        let up = n.run(&["up", "--timeout", "20s"]);
+        assert_eq!(up.code, 1, "{up:#?}");
+        assert!(
+            up.stderr
+                .contains("error: service `sick` is unhealthy\nlast log lines:\n"),
+            "{up:#?}"
+        );
+        assert!(
+            up.stderr.ends_with(
+                "  | warming up\n  | cannot bind\n  | devbox: healthcheck failed: `false` exited with code 1\n"
+            ),
+            "{up:#?}"
+        );
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn on_failure_restarts_a_service_and_counts_it() {
+    let flaky = r#"
+[project]
+name = "{project}"
+
+[services.flaky]
+command = ["sh", "-c", "echo attempt; sleep 0.2; exit 3"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+restart = "on-failure:2"
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-flaky", flaky);
+        n.ok(&["up"]);
+        // 0.2 s runs, 100 ms then 200 ms apart: the second restart ends within 2 s.
+        let end = Instant::now() + Duration::from_secs(10);
+        let row = loop {
+            let r = n.row("flaky");
+            if r["restarts"] == 2 && r["state"] == "exited" {
+                break r;
+            }
+            assert!(Instant::now() < end, "{r}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(row["restarts"], 2, "{row}");
+        let logs = n.ok(&["logs", "flaky"]);
+        assert_eq!(
+            own_lines(&logs.stdout),
+            "flaky | attempt\n".repeat(3),
+            "{logs:#?}"
+        );
+        // No third restart: on-failure:2.
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(n.row("flaky")["restarts"], 2);
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
