@@ -402,9 +402,9 @@ fn a_service_that_never_becomes_healthy_fails_up_with_its_last_lines() {
 name = "{project}"
 
 [services.sick]
-command = ["sh", "-c", "echo warming up; echo cannot bind >&2; exec sleep 1000"]
+command = ["sh", "-c", "echo warming up; sleep 0.1; echo cannot bind >&2; exec sleep 1000"]
 env = { NATIVE_TEST_MARK = "{mark}" }
-healthcheck = { cmd = ["false"], interval = "100ms", retries = 2 }
+healthcheck = { cmd = ["false"], interval = "300ms", retries = 2 }
 "#;
     each(|who| {
         let n = Native::new(who, "nat-sick", sick);
@@ -460,6 +460,140 @@ restart = "on-failure:2"
         // No third restart: on-failure:2.
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(n.row("flaky")["restarts"], 2);
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn the_quickstart_verifies_natively() {
+    each(|who| {
+        let n = Native::new(who, "nat-quick", "");
+        // The example as it is, with its own project name.
+        let src = crate::util::repo().join("examples/quickstart");
+        let st = Command::new("cp")
+            .args([
+                "-r",
+                &format!("{}/.", src.display()),
+                &n.path().display().to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        if let Some(u) = who {
+            let st = Command::new("chown")
+                .args(["-R", u, &n.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let v = n.run(&["verify"]);
+        assert_eq!(v.code, 0, "{v:#?}");
+        assert!(
+            v.stdout.starts_with("✓ the page is served (",)
+                && v.stdout.contains("\n✓ the port is on loopback only (")
+                && v.stdout.contains("\nquickstart: 2 of 2 probes passed ("),
+            "{v:#?}"
+        );
+        assert!(
+            v.stderr.starts_with(
+                "devbox: no service has an image: running natively (engine native)\ndevbox: verifying on native ("
+            ),
+            "{v:#?}"
+        );
+    });
+}
+
+#[test]
+fn services_reach_each_other_by_name() {
+    let pair = r#"
+[project]
+name = "{project}"
+
+[services.server]
+command = ["/usr/bin/python3", "-c", '''
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9000))
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.sendall(b"pong from server\n")
+    c.close()
+''']
+env = { NATIVE_TEST_MARK = "{mark}" }
+healthcheck = { tcp = 9000, interval = "200ms" }
+
+[services.client]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+depends_on = { server = "healthy" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-pair", pair);
+        n.ok(&["up"]);
+        let ask = "import socket; print(socket.create_connection(('server', 9000), timeout=5).recv(100).decode(), end='')";
+        let o = n.ok(&["exec", "-T", "client", "--", "/usr/bin/python3", "-c", ask]);
+        assert_eq!(o.stdout, "pong from server\n", "{o:#?}");
+        // The server itself is not on the client's loopback.
+        let direct = n.run(&[
+            "exec",
+            "-T",
+            "client",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "import socket; socket.create_connection(('127.0.0.1', 9000), timeout=5)",
+        ]);
+        assert_eq!(direct.code, 1, "{direct:#?}");
+        assert!(
+            direct.stderr.contains("ConnectionRefusedError"),
+            "{direct:#?}"
+        );
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_published_port_taken_on_the_host_starts_nothing() {
+    each(|who| {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let toml = format!(
+            r#"
+[project]
+name = "{{project}}"
+
+[services.web]
+command = ["sleep", "1000"]
+env = {{ NATIVE_TEST_MARK = "{{mark}}" }}
+ports = ["{port}:8080"]
+"#
+        );
+        let n = Native::new(who, "nat-taken", &toml);
+        let up = n.run(&["up"]);
+        assert_eq!(up.code, 1, "{up:#?}");
+        let want = format!("error: service `web` cannot publish 127.0.0.1:{port}: it is in use");
+        assert!(up.stderr.contains(&want), "{up:#?}");
+        assert!(
+            up.stderr.ends_with(
+                "\nhint: stop what holds it, or publish another host port in sandbox.toml; devbox changed nothing\n"
+            ),
+            "{up:#?}"
+        );
+        assert!(n.leftovers().is_empty());
+        assert_eq!(n.row("web")["state"], "not created");
+        // Freed, the same file comes up and publishes it.
+        drop(held);
+        n.ok(&["up"]);
+        let web = n.row("web");
+        assert_eq!(
+            web["ports"][0],
+            format!("127.0.0.1:{port}->8080/tcp"),
+            "{web}"
+        );
         n.ok(&["down"]);
         n.assert_no_leftovers("down");
     });

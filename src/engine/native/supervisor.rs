@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::def::{Container, Def, Failure, Request, Response, RestartDef};
+use super::def::{Check, Container, Def, Failure, Request, Response, RestartDef};
 use super::logs;
+use super::net::{Fabric, Publish, ServiceNet};
 use super::paths::ProjectDir;
 use super::state::{new_id, Record, State, StateDir};
+use crate::config::model::Protocol;
 
 /// The restart delay starts here and doubles per quick failure, up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -38,6 +40,8 @@ struct Entry {
     /// Bumped at every start: threads of an older run leave the entry alone.
     run: u64,
     stop_requested: bool,
+    /// Why the current run could not start (its network could not be attached).
+    start_error: Option<String>,
     started_at: Option<Instant>,
     quick_failures: u32,
     log: Arc<Mutex<logs::Writer>>,
@@ -58,6 +62,49 @@ struct Sup {
     exe: PathBuf,
     inner: Mutex<BTreeMap<String, Entry>>,
     changed: Condvar,
+    /// Names and published ports; its listeners run on `rt`.
+    fabric: Fabric,
+    rt: tokio::runtime::Runtime,
+}
+
+/// What the fabric is told of a container's service.
+fn service_net(def: &Def) -> ServiceNet {
+    let mut ports: Vec<u16> = def.ports.iter().map(|p| p.container_port).collect();
+    if let Some(h) = &def.health {
+        if let Check::Tcp { port } | Check::Http { port, .. } = &h.check {
+            ports.push(*port);
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ServiceNet {
+        name: def.service.clone(),
+        aliases: def
+            .networks
+            .values()
+            .filter(|a| **a != def.service)
+            .cloned()
+            .collect(),
+        networks: def.networks.keys().cloned().collect(),
+        ports,
+        publish: def
+            .ports
+            .iter()
+            .map(|p| Publish {
+                host_ip: p
+                    .host_ip
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: if p.protocol == "udp" {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+            })
+            .collect(),
+    }
 }
 
 type Reply = Result<Response, (Failure, String)>;
@@ -108,6 +155,7 @@ pub fn main(dir: &Path) -> Result<(), String> {
                 c,
                 run: 0,
                 stop_requested: false,
+                start_error: None,
                 started_at: None,
                 quick_failures: 0,
                 log: Arc::new(Mutex::new(log)),
@@ -130,8 +178,19 @@ pub fn main(dir: &Path) -> Result<(), String> {
             let _ = reply.send(cmd.spawn());
         }
     });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the network runtime: {e}"))?;
+    let fabric = Fabric::new();
+    for e in entries.values() {
+        fabric.declare(service_net(&e.c.def));
+    }
     let sup = Arc::new(Sup {
         pd,
+        fabric,
+        rt,
         spawner: Mutex::new(spawn_tx),
         states,
         exe,
@@ -211,6 +270,7 @@ impl Sup {
                 let e = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
                 e.c.def.networks.insert(network, alias);
                 self.save(&e.c)?;
+                self.fabric.declare(service_net(&e.c.def));
                 Ok(Response::default())
             }
             Request::DisconnectNetwork { id, network } => {
@@ -218,6 +278,7 @@ impl Sup {
                 let e = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
                 e.c.def.networks.remove(&network);
                 self.save(&e.c)?;
+                self.fabric.declare(service_net(&e.c.def));
                 Ok(Response::default())
             }
             Request::Started { id, monitor, pid } => {
@@ -225,6 +286,16 @@ impl Sup {
                 let e = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
                 if e.c.monitor != Some(monitor) {
                     return Err((Failure::Other, "a monitor of an older run".into()));
+                }
+                // Peers' listeners and published ports exist before the program starts.
+                let attached = self.rt.block_on(
+                    self.fabric
+                        .attach(&e.c.def.service, Pid::from_raw(pid as i32)),
+                );
+                if let Err(why) = attached {
+                    e.start_error = Some(why.to_string());
+                    self.changed.notify_all();
+                    return Err((Failure::Other, why.to_string()));
                 }
                 e.c.record.pid = Some(pid);
                 self.save(&e.c)?;
@@ -255,12 +326,14 @@ impl Sup {
         let log = logs::Writer::open(&self.pd.log(name))
             .map_err(|e| (Failure::Other, format!("opening the log: {e}")))?;
         self.save(&c)?;
+        self.fabric.declare(service_net(&c.def));
         all.insert(
             id.clone(),
             Entry {
                 c,
                 run: 0,
                 stop_requested: false,
+                start_error: None,
                 started_at: None,
                 quick_failures: 0,
                 log: Arc::new(Mutex::new(log)),
@@ -284,6 +357,9 @@ impl Sup {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let e = all.get(id).ok_or_else(|| not_found(id))?;
+            if let Some(why) = e.start_error.clone().filter(|_| e.run == run) {
+                return Err((Failure::Other, why));
+            }
             if e.run != run || e.c.record.state != State::Running || e.c.record.pid.is_some() {
                 return Ok(());
             }
@@ -307,6 +383,9 @@ impl Sup {
 
     /// Spawns the monitor of a new run of `e` (the lock held).
     fn spawn_run(self: &Arc<Self>, id: &str, e: &mut Entry) -> Result<u64, (Failure, String)> {
+        // The names of its peers, as the monitor writes them into /etc/hosts.
+        e.c.def.hosts = self.fabric.hosts_for(&e.c.def.service);
+        self.save(&e.c)?;
         let mut cmd = crate::process::command(&self.exe.display().to_string());
         cmd.arg("__native-service")
             .arg("--dir")
@@ -334,6 +413,7 @@ impl Sup {
             .map_err(|err| failed(err.to_string()))?;
         e.run += 1;
         let run = e.run;
+        e.start_error = None;
         e.started_at = Some(Instant::now());
         e.c.record.state = State::Running;
         e.c.record.started = Some(now_rfc3339());
@@ -381,6 +461,12 @@ impl Sup {
     fn ended(self: &Arc<Self>, id: &str, run: u64, status: Option<std::process::ExitStatus>) {
         use std::os::unix::process::ExitStatusExt;
         let code = status.map_or(137, |s| s.code().unwrap_or(128 + s.signal().unwrap_or(9)));
+        let service = match self.lock().get(id) {
+            Some(e) if e.run == run => e.c.def.service.clone(),
+            _ => return,
+        };
+        // Its ports are free again before anyone hears it ended.
+        self.rt.block_on(self.fabric.detach(&service));
         let mut all = self.lock();
         let Some(e) = all.get_mut(id) else { return };
         if e.run != run {
@@ -503,6 +589,9 @@ impl Sup {
         let Some(e) = all.remove(id) else {
             return Ok(());
         };
+        if !all.values().any(|o| o.c.def.service == e.c.def.service) {
+            self.fabric.forget(&e.c.def.service);
+        }
         self.states
             .remove(id)
             .map_err(|err| (Failure::Other, err.to_string()))?;
