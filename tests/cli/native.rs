@@ -594,6 +594,13 @@ ports = ["{port}:8080"]
             format!("127.0.0.1:{port}->8080/tcp"),
             "{web}"
         );
+        // doctor asks the native engine, not a socket, whose the port is.
+        let doctor = n.run(&["doctor"]);
+        let line = format!(
+            "ok    port 127.0.0.1:{port}: held by this project's running container {}-web (service `web`)\n",
+            n.project
+        );
+        assert!(doctor.stdout.contains(&line), "{doctor:#?}");
         n.ok(&["down"]);
         n.assert_no_leftovers("down");
     });
