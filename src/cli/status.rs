@@ -111,6 +111,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             if r.orphan {
                 state.push_str(" (orphan)");
             }
+            match r.restarts {
+                Some(1) => state.push_str(" (1 restart)"),
+                Some(n) if n > 1 => state.push_str(&format!(" ({n} restarts)")),
+                _ => {}
+            }
             [
                 r.service.clone(),
                 state,

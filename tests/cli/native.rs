@@ -457,6 +457,13 @@ restart = "on-failure:2"
             "flaky | attempt\n".repeat(3),
             "{logs:#?}"
         );
+        let table = n.ok(&["status"]);
+        assert!(
+            table
+                .stdout
+                .contains("\nflaky    exited (2 restarts)  -       -      "),
+            "{table:#?}"
+        );
         // No third restart: on-failure:2.
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(n.row("flaky")["restarts"], 2);

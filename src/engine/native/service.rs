@@ -151,10 +151,19 @@ pub fn main(dir: &Path, id: &str) -> i32 {
             return EXIT_SETUP;
         }
     };
+    // The runner's decisions (env, fs, net, lifecycle), beside the service's output.
+    let audit_path = pd.logs().join(format!("{}.audit.jsonl", c.record.name));
+    let audit = match crate::runner::AuditLog::to_file(&spec.name, &audit_path) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("devbox: warning: no audit log ({e})");
+            crate::runner::AuditLog::discard()
+        }
+    };
     let socket = pd.socket();
     let id = id.to_owned();
     let opts = crate::runner::supervisor::Options {
-        audit: Arc::new(crate::runner::AuditLog::discard()),
+        audit: Arc::new(audit),
         no_landlock: false,
         warn: Box::new(|w: &str| eprintln!("devbox: warning: {w}")),
         on_ready: None,

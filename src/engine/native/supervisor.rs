@@ -598,6 +598,11 @@ impl Sup {
         let log = self.pd.log(&e.c.record.name);
         let _ = std::fs::remove_file(logs::old_file(&log));
         let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(
+            self.pd
+                .logs()
+                .join(format!("{}.audit.jsonl", e.c.record.name)),
+        );
         self.changed.notify_all();
         if all.is_empty() {
             drop(all);
