@@ -70,7 +70,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
 /// `--format oci WORKER DIR`: the worker resolved as `devbox run` resolves it, written as
 /// a bundle.
 fn bundle(g: &Global, name: &str, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let c = super::load(g)?.config;
+    let c = super::load_for_workers(g)?.config;
     let w = super::worker(&c, name)?;
     let run_spec = spec::resolve(name, w, &[], &crate::runner::supervisor::host_env());
     let b = oci::render(&run_spec, &RealFs, &oci::Caller::current())?;

@@ -793,7 +793,14 @@ pub fn explain(loaded: &Loaded, key: &str) -> Option<String> {
         (None, Some(m)) => m.name.to_string(),
         (None, None) => "unknown".to_owned(),
     };
-    Some(format!("{key} = {shown}\n  from {from}"))
+    let mut out = format!("{key} = {shown}\n  from {from}");
+    // `auto` as written, `native` as resolved: say which and why.
+    if key == "project.engine" {
+        if let Some(reason) = &loaded.config.project.engine_reason {
+            out.push_str(&format!("\n  resolved: {reason}"));
+        }
+    }
+    Some(out)
 }
 
 fn value_to_json(v: &Value) -> serde_json::Value {

@@ -190,6 +190,20 @@ impl Service {
         self.image == ImageRef::Host
     }
 
+    /// `user` as numbers, as a native service runs: `"UID:GID"`, or `"UID"` with the gid
+    /// equal to the uid (there is no image to give it a group). `None` for a user name,
+    /// which validation refuses on native services.
+    pub fn user_ids(&self) -> Option<(u32, u32)> {
+        let (u, g) = match self.user.split_once(':') {
+            Some((u, g)) => (u.parse().ok()?, g.parse().ok()?),
+            None => {
+                let u = self.user.parse().ok()?;
+                (u, u)
+            }
+        };
+        Some((u, g))
+    }
+
     pub fn stop_grace_s(&self) -> u32 {
         self.stop_grace_s.unwrap_or(DEFAULT_STOP_GRACE_S)
     }
@@ -502,4 +516,62 @@ pub struct Limits {
     /// After a stop signal is forwarded, how long before the sandbox is killed (default
     /// `runner::supervisor::DEFAULT_STOP_GRACE_MS`).
     pub stop_grace_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_user(user: &str) -> Service {
+        Service {
+            image: ImageRef::Host,
+            command: Some(vec!["/bin/true".into()]),
+            entrypoint: None,
+            env: BTreeMap::new(),
+            env_files: Vec::new(),
+            user: user.into(),
+            userns: None,
+            workdir: None,
+            ports: Vec::new(),
+            mounts: Vec::new(),
+            read_only: true,
+            tmpfs: Vec::new(),
+            cap_drop: vec!["ALL".into()],
+            cap_add: Vec::new(),
+            no_new_privileges: true,
+            security_opt: Vec::new(),
+            memory: None,
+            cpus: None,
+            pids_limit: None,
+            ulimits: BTreeMap::new(),
+            networks: Vec::new(),
+            depends_on: BTreeMap::new(),
+            healthcheck: None,
+            restart: Restart::No,
+            labels: BTreeMap::new(),
+            privileged: false,
+            network_mode: None,
+            pid: None,
+            ipc: None,
+            devices: Vec::new(),
+            sysctls: BTreeMap::new(),
+            extra_hosts: Vec::new(),
+            stop_signal: None,
+            stop_grace_s: None,
+            init: true,
+            waivers: BTreeMap::new(),
+            policy: None,
+            defaults_applied: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_native_user_is_a_uid_and_a_gid() {
+        assert_eq!(with_user("65532:65532").user_ids(), Some((65532, 65532)));
+        assert_eq!(with_user("1000:100").user_ids(), Some((1000, 100)));
+        assert_eq!(with_user("1000").user_ids(), Some((1000, 1000)));
+        assert_eq!(with_user("app").user_ids(), None);
+        assert_eq!(with_user("1000:staff").user_ids(), None);
+        assert!(with_user("0").is_native());
+    }
 }

@@ -1383,7 +1383,7 @@ fn check_native(cx: &mut Ctx, p: &KeyPath, raw: &RawService, repaired: bool) {
         (
             "userns",
             raw.userns.is_some(),
-            "a native service always runs in a user namespace of its own, with `user` mapped to the caller",
+            "a native service always runs in a user namespace of its own, which devbox sets up",
         ),
         (
             "security_opt",

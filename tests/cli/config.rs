@@ -416,6 +416,14 @@ fn auto_says_why_it_chose_the_native_engine() {
         v["project"]["engine_reason"],
         "no service has an image: running natively (engine native)"
     );
+    let out = p
+        .devbox()
+        .args(["config", "--explain", "project.engine"])
+        .run();
+    assert_eq!(
+        out.stdout,
+        "project.engine = \"auto\"\n  from devbox default\n  resolved: no service has an image: running natively (engine native)\n"
+    );
     // Told, devbox does not explain its choice.
     let out = p
         .devbox()
@@ -517,19 +525,26 @@ error: sandbox.toml has 2 problems; nothing was changed
 }
 
 // Workers run on devbox's runner whatever the engine: an engine that does not suit the
-// services must not stop `devbox run`.
+// services must not stop `devbox run` or `render --format oci`.
 #[test]
-fn devbox_run_ignores_whether_the_engine_suits_the_services() {
+fn workers_run_and_render_whether_or_not_the_engine_suits_the_services() {
     let p = Project::with_toml(&format!(
         "{MINIMAL}\n[workers.echo]\ncommand = [\"/bin/echo\", \"hi\"]\n"
     ));
+    let no_worker = format!(
+        "error: no worker `nope` in {}\nhint: the workers are echo\n",
+        p.path().join("sandbox.toml").display()
+    );
     let out = p.devbox().args(["--engine", "native", "run", "nope"]).run();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert_eq!(
-        out.stderr,
-        format!(
-            "error: no worker `nope` in {}\nhint: the workers are echo\n",
-            p.path().join("sandbox.toml").display()
-        )
-    );
+    assert_eq!(out.stderr, no_worker);
+    // A worker rendered for runc, too.
+    let out = p
+        .devbox()
+        .args([
+            "--engine", "native", "render", "--format", "oci", "nope", "bundle",
+        ])
+        .run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stderr, no_worker);
 }

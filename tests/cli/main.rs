@@ -23,6 +23,7 @@ mod errors;
 mod examples;
 mod import;
 mod interrupts;
+mod local_dev;
 mod native;
 mod networks;
 mod oci;
