@@ -414,7 +414,8 @@ fn http_check(url: &str) -> Check {
     }
 }
 
-/// `uid[:gid]` or a user name of this host; empty: the caller's default. Names are read
+/// `uid[:gid]` or a user name of this host (for `exec --user`; a service's own `user` is
+/// numeric); empty: the caller's default. Names are read
 /// from /etc/passwd and /etc/group themselves: devbox links glibc statically, and its
 /// NSS modules cannot be loaded into it.
 pub fn resolve_user(user: &str) -> std::result::Result<Option<(u32, u32)>, String> {
@@ -434,12 +435,8 @@ pub fn resolve_user(user: &str) -> std::result::Result<Option<(u32, u32)>, Strin
             .find(|e| e.len() > 3 && f(e))
     };
     let (uid, primary) = match u.parse::<u32>() {
-        Ok(n) => (
-            n,
-            entry(&|e| e[2] == n.to_string())
-                .and_then(|e| e[3].parse().ok())
-                .unwrap_or(n),
-        ),
+        // As the service's own `user`: a number alone is the gid too.
+        Ok(n) => (n, n),
         Err(_) => match entry(&|e| e[0] == u) {
             Some(e) => (
                 e[2].parse()
