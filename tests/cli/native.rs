@@ -612,3 +612,67 @@ ports = ["{port}:8080"]
         n.assert_no_leftovers("down");
     });
 }
+
+#[test]
+fn a_service_that_ignores_its_stop_signal_is_killed_after_its_grace_period() {
+    let stubborn = r#"
+[project]
+name = "{project}"
+
+[services.stubborn]
+command = ["sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+stop_grace_period = "1s"
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-grace", stubborn);
+        n.ok(&["up"]);
+        let t = Instant::now();
+        n.ok(&["down"]);
+        let took = t.elapsed();
+        // The whole sandbox goes at the end of the grace period, not before.
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn exec_on_a_terminal_attaches_it_and_passes_the_exit_code_on() {
+    each(|who| {
+        let n = Native::new(who, "nat-tty", WEB);
+        n.ok(&["up"]);
+        // `script` gives devbox a terminal for its stdin, as a user at a shell has.
+        let inner = format!("{BIN} exec web -- sh -c 'test -t 0 && echo on a terminal; exit 4'");
+        let c = n.command(&[]);
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let prog = c.get_program().to_string_lossy().into_owned();
+        // Under runuser, devbox is its last argument so far: script runs the whole line.
+        let line = if prog == "runuser" {
+            format!("runuser {} {inner}", args[..args.len() - 1].join(" "))
+        } else {
+            inner
+        };
+        let mut s = Command::new("script");
+        s.args(["-qec", &line, "/dev/null"]);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        let out = s
+            .current_dir(n.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(4), "{text}");
+        assert!(text.contains("on a terminal"), "{text}");
+    });
+}
