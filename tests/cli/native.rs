@@ -676,3 +676,47 @@ fn exec_on_a_terminal_attaches_it_and_passes_the_exit_code_on() {
         assert!(text.contains("on a terminal"), "{text}");
     });
 }
+
+#[test]
+fn a_named_volume_keeps_its_data_across_down_until_down_volumes() {
+    let counter = r#"
+[project]
+name = "{project}"
+
+[volumes.state]
+
+[services.count]
+command = ["sh", "-c", "echo run >> /state/runs; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+volumes = ["state:/state"]
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-vol", counter);
+        n.ok(&["up"]);
+        n.ok(&["down"]);
+        n.ok(&["up"]);
+        let runs = n.ok(&["exec", "-T", "count", "--", "cat", "/state/runs"]);
+        assert_eq!(runs.stdout, "run\nrun\n", "down kept the volume: {runs:#?}");
+        let dir = n
+            .path()
+            .join("share/devbox/native/volumes")
+            .join(format!("{}_state", n.project));
+        let store = if who.is_some() {
+            dir
+        } else {
+            // Root's native data is the system's.
+            Path::new("/var/lib/devbox/native/volumes").join(format!("{}_state", n.project))
+        };
+        assert_eq!(
+            std::fs::read_to_string(store.join("runs")).unwrap(),
+            "run\nrun\n"
+        );
+        n.ok(&["down", "--volumes", "--yes"]);
+        assert!(
+            !store.exists(),
+            "down --volumes removed {}",
+            store.display()
+        );
+        n.assert_no_leftovers("down");
+    });
+}
