@@ -120,6 +120,19 @@ impl Native {
         }
     }
 
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     fn ok(&self, args: &[&str]) -> Out {
         let o = self.run(args);
         assert_eq!(o.code, 0, "devbox {args:?} as {:?}: {o:#?}", self.user);
@@ -718,5 +731,32 @@ volumes = ["state:/state"]
             store.display()
         );
         n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn up_right_after_down_meets_a_supervisor_on_its_way_out_and_still_comes_up() {
+    // The supervisor exits once it holds nothing; an `up` that reaches it while it goes
+    // must start a new one, not fail. A short idle time puts every `up` near that moment.
+    each(|who| {
+        let n = Native::new(who, "nat-idle", WEB);
+        let idle = [("DEVBOX_NATIVE_IDLE_MS", "30")];
+        for i in 0..10u64 {
+            let up = n.run_with(&["up"], &idle);
+            assert_eq!(up.code, 0, "cycle {i}: {up:#?}");
+            assert_eq!(n.row("web")["state"], "running", "cycle {i}");
+            let down = n.run_with(&["down"], &idle);
+            assert_eq!(down.code, 0, "cycle {i}: {down:#?}");
+            std::thread::sleep(Duration::from_millis(i * 7 % 50));
+        }
+        n.assert_no_leftovers("the last down");
+        let end = Instant::now() + Duration::from_secs(5);
+        while n.supervisor_pid().is_some() {
+            assert!(
+                Instant::now() < end,
+                "the supervisor did not exit once empty"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     });
 }

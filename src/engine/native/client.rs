@@ -90,17 +90,21 @@ pub async fn ask(pd: &ProjectDir, req: &Request) -> Result<Response, AskError> {
         }
         Err(e) => return Err(AskError::Io(format!("{}: {e}", socket.display()))),
     };
+    // A supervisor that exits (it held nothing) closes the connections it had not
+    // answered: it never acted on them, since it exits holding its state's lock.
+    let gone = |e: std::io::Error, doing: &str| match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => AskError::Absent,
+        _ => AskError::Io(format!("{}: {doing}: {e}", socket.display())),
+    };
     let mut line = serde_json::to_vec(req).expect("requests serialize");
     line.push(b'\n');
-    s.write_all(&line)
-        .await
-        .map_err(|e| AskError::Io(format!("{}: sending: {e}", socket.display())))?;
+    s.write_all(&line).await.map_err(|e| gone(e, "sending"))?;
     let mut r = tokio::io::BufReader::new(s);
     let mut answer = String::new();
     let n = r
         .read_line(&mut answer)
         .await
-        .map_err(|e| AskError::Io(format!("{}: reading: {e}", socket.display())))?;
+        .map_err(|e| gone(e, "reading"))?;
     if n == 0 {
         // It exited between accepting and answering (it had nothing left to hold).
         return Err(AskError::Absent);

@@ -32,8 +32,16 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A run that lasted this long resets the backoff.
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
-/// How long a supervisor holding nothing waits before it exits.
+/// How long a supervisor holding nothing waits before it exits, unless
+/// `DEVBOX_NATIVE_IDLE_MS` says otherwise.
 const IDLE_EXIT: Duration = Duration::from_secs(3);
+
+fn idle_exit() -> Duration {
+    std::env::var("DEVBOX_NATIVE_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(IDLE_EXIT, Duration::from_millis)
+}
 
 struct Entry {
     c: Container,
@@ -675,7 +683,7 @@ impl Sup {
     fn exit_when_idle(self: &Arc<Self>) {
         let sup = self.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(IDLE_EXIT);
+            std::thread::sleep(idle_exit());
             let all = sup.lock();
             if !all.is_empty() {
                 return;
