@@ -854,6 +854,107 @@ impl Engine for Native {
 mod tests {
     use super::*;
 
+    /// The record a native service's spec becomes, from a file as a user writes it.
+    #[test]
+    fn a_native_spec_becomes_the_record_the_supervisor_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("site")).unwrap();
+        std::fs::write(dir.path().join("web.env"), "FROM_FILE=1\n").unwrap();
+        std::fs::write(
+            dir.path().join("sandbox.toml"),
+            r#"
+[project]
+name = "recs"
+
+[volumes.cache]
+
+[services.web]
+entrypoint = ["/usr/bin/perl"]
+command = ["server.pl", "8080"]
+workdir = "/srv"
+user = "1234"
+env = { MODE = "dev" }
+env_file = "web.env"
+volumes = ["./site:/srv:ro", "cache:/cache"]
+tmpfs = ["/scratch"]
+ports = ["8080"]
+memory = "64m"
+restart = "on-failure:3"
+stop_signal = "SIGINT"
+stop_grace_period = "2s"
+healthcheck = { http = "/health", interval = "1s" }
+policy = { net = "host" }
+"#,
+        )
+        .unwrap();
+        let loaded = crate::config::load(&crate::config::LoadOptions {
+            file: Some(dir.path().join("sandbox.toml")),
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plan = crate::plan::plan(&loaded.config);
+        let spec = crate::engine::container_spec(&plan, &plan.services[0]).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let native = Native {
+            runtime: data.path().join("run"),
+            data: data.path().to_path_buf(),
+        };
+        // A named volume is the engine's directory: without it the service cannot start.
+        let missing = native.def(&spec).unwrap_err();
+        assert_eq!(missing.message, "service `web`: no volume recs_cache");
+        std::fs::create_dir_all(native.volume_dir("recs_cache")).unwrap();
+        let d = native.def(&spec).unwrap();
+        assert_eq!(d.argv, ["/usr/bin/perl", "server.pl", "8080"]);
+        assert_eq!(d.workdir, PathBuf::from("/srv"));
+        assert_eq!(d.user, Some((1234, 1234)));
+        let env: BTreeMap<_, _> = d.env.iter().cloned().collect();
+        assert_eq!(env["MODE"], "dev");
+        assert_eq!(env["FROM_FILE"], "1");
+        assert_eq!(env["PATH"], crate::runner::spec::DEFAULT_PATH);
+        assert_eq!(env["HOME"], "/");
+        assert_eq!(
+            d.binds,
+            [
+                Bind {
+                    source: dir.path().join("site"),
+                    target: "/srv".into(),
+                    read_only: true
+                },
+                Bind {
+                    source: native.volume_dir("recs_cache"),
+                    target: "/cache".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert_eq!(d.tmpfs, [PathBuf::from("/scratch")]);
+        assert_eq!(d.memory, Some(64 << 20));
+        assert_eq!(d.net, NetDef::Host);
+        assert_eq!(d.restart, RestartDef::OnFailure { max: Some(3) });
+        assert_eq!(d.stop_signal, nix::libc::SIGINT);
+        assert_eq!(d.stop_grace_s, 2);
+        let h = d.health.unwrap();
+        assert_eq!(
+            h.check,
+            Check::Http {
+                port: 8080,
+                host: "127.0.0.1".into(),
+                path: "/health".into()
+            }
+        );
+        assert_eq!(h.interval_ms, 1000);
+        assert_eq!(
+            d.ports,
+            [PortDef {
+                host_ip: "127.0.0.1".into(),
+                host_port: 8080,
+                container_port: 8080,
+                protocol: "tcp".into()
+            }]
+        );
+    }
+
     #[test]
     fn http_checks_and_users_resolve() {
         assert_eq!(

@@ -133,6 +133,11 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
+/// One line of `supervisor.log` (its stderr).
+fn say(what: &str) {
+    eprintln!("{} {what}", now_rfc3339());
+}
+
 /// Runs the supervisor of the project whose runtime directory is `dir`. Returns only on
 /// a setup error.
 pub fn main(dir: &Path) -> Result<(), String> {
@@ -430,6 +435,11 @@ impl Sup {
         e.c.monitor = Some(child.id());
         e.c.health = None;
         self.save(&e.c)?;
+        say(&format!(
+            "{}: run {run} started (monitor {})",
+            e.c.record.name,
+            child.id()
+        ));
         for (pipe, stderr) in [
             (
                 child
@@ -486,6 +496,10 @@ impl Sup {
         e.c.monitor = None;
         let _ = self.save(&e.c);
         self.changed.notify_all();
+        say(&format!(
+            "{}: run {run} ended with code {code}",
+            e.c.record.name
+        ));
         let again = !e.stop_requested
             && match e.c.def.restart {
                 RestartDef::No => false,
@@ -521,6 +535,12 @@ impl Sup {
         }
         let Some(e) = all.get_mut(id) else { return };
         e.c.restarts += 1;
+        say(&format!(
+            "{}: restart {} after {} ms",
+            e.c.record.name,
+            e.c.restarts,
+            delay.as_millis()
+        ));
         if let Err((_, why)) = self.spawn_run(id, e) {
             e.log
                 .lock()
