@@ -32,8 +32,6 @@ pub struct ExecArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub workdir: Option<String>,
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
@@ -63,7 +61,6 @@ pub fn exec(a: &ExecArgs) -> anyhow::Result<ExitCode> {
         a.pid,
         user,
         a.workdir.as_deref(),
-        &a.env,
         &a.command,
     )))
 }

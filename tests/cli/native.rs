@@ -302,6 +302,41 @@ fn native_services_come_up_answer_and_go_with_no_container_engine() {
         ]);
         assert_eq!(caps.stdout, "CapEff:\t0000000000000000\n");
 
+        // The service's environment (and -e) reach the command, and no one can read it
+        // in /proc while it runs: it is never on a command line.
+        let exec = n.command(&[
+            "exec",
+            "-T",
+            "-e",
+            "EXTRA=given",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; echo $EXTRA $NATIVE_TEST_MARK",
+        ]);
+        let running = std::thread::spawn({
+            let mut exec = exec;
+            move || exec.output().unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let mut seen = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains(&n.mark) {
+                    seen.push(cmdline);
+                }
+            }
+        }
+        let out = running.join().unwrap();
+        let value = n.mark.split_once('=').unwrap().1;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("given {value}\n")
+        );
+        assert!(seen.is_empty(), "on a command line: {seen:?}");
+
         let down = n.ok(&["down"]);
         assert!(
             down.stdout

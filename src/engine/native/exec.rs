@@ -34,9 +34,9 @@ pub fn command(
     if let Some(w) = workdir {
         cmd.arg("--workdir").arg(w);
     }
-    for (k, v) in env {
-        cmd.arg("--env").arg(format!("{k}={v}"));
-    }
+    // The command's environment is this process's own: not in its argv, which every
+    // user may read in /proc.
+    cmd.env_clear().envs(env);
     cmd.arg("--").args(argv);
     Ok(cmd)
 }
@@ -122,14 +122,9 @@ fn child(user: (u32, u32), workdir: &str, env: &[CString], argv: &[CString]) -> 
     })
 }
 
-/// Runs `argv` in the sandbox of `pid`; returns the exit code to pass on.
-pub fn main(
-    pid: u32,
-    user: Option<(u32, u32)>,
-    workdir: Option<&str>,
-    env: &[String],
-    argv: &[String],
-) -> i32 {
+/// Runs `argv` in the sandbox of `pid` with this process's environment (which
+/// [`command`] set to the service's); returns the exit code to pass on.
+pub fn main(pid: u32, user: Option<(u32, u32)>, workdir: Option<&str>, argv: &[String]) -> i32 {
     if argv.is_empty() {
         eprintln!("devbox: nothing to run");
         return EXIT_ENTER;
@@ -143,10 +138,10 @@ pub fn main(
     let argv: Vec<CString> = argv.iter().map(cstr).collect();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     vars.insert("PATH".into(), crate::runner::spec::DEFAULT_PATH.into());
-    for kv in env {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        vars.insert(k.to_owned(), v.to_owned());
-    }
+    vars.extend(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
     let env: Vec<CString> = vars
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))

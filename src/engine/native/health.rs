@@ -4,21 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use super::def::Check;
+use super::def::{Check, Def};
 
 /// `Ok` when the check passes; `Err` says why not.
-pub fn probe(
-    check: &Check,
-    pid: u32,
-    exe: &Path,
-    user: Option<(u32, u32)>,
-    timeout: Duration,
-) -> Result<(), String> {
+pub fn probe(check: &Check, pid: u32, def: &Def, timeout: Duration) -> Result<(), String> {
     let pid_t = Pid::from_raw(pid as i32);
     let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match check {
@@ -60,12 +53,10 @@ pub fn probe(
             }
         }
         Check::Cmd { argv } => {
-            let mut cmd = crate::process::command(&exe.display().to_string());
-            cmd.arg("__native-exec").arg("--pid").arg(pid.to_string());
-            if let Some((u, g)) = user {
-                cmd.arg("--user").arg(format!("{u}:{g}"));
-            }
-            cmd.arg("--").args(argv);
+            // As the service: its user, environment and working directory.
+            let env = def.env.iter().cloned().collect();
+            let workdir = def.workdir.display().to_string();
+            let mut cmd = super::exec::command(pid, def.user, Some(&workdir), &env, argv)?;
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             let mut child = cmd.spawn().map_err(|e| format!("running the check: {e}"))?;

@@ -649,7 +649,7 @@ impl Sup {
         let mut wait = interval.min(Duration::from_millis(500));
         let mut failures = 0;
         loop {
-            let (pid, user) = {
+            let (pid, def) = {
                 let mut all = self.lock();
                 let wake = Instant::now() + wait;
                 loop {
@@ -668,11 +668,11 @@ impl Sup {
                         .0;
                 }
                 let e = &all[id];
-                (e.c.record.pid, e.c.def.user)
+                (e.c.record.pid, e.c.def.clone())
             };
             wait = interval;
             let Some(pid) = pid else { continue };
-            let passed = super::health::probe(&h.check, pid, &self.exe, user, timeout);
+            let passed = super::health::probe(&h.check, pid, &def, timeout);
             let mut all = self.lock();
             let Some(e) = all.get_mut(id).filter(|e| e.run == run) else {
                 return;
