@@ -424,6 +424,11 @@ fn a_killed_supervisor_takes_its_services_with_it_and_the_next_down_cleans_up() 
         n.ok(&["up"]);
         let sup = n.supervisor_pid().expect("a supervisor pid file");
         assert!(!n.leftovers().is_empty());
+        // Detached, it holds no directory of the project's.
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{sup}/cwd")).unwrap(),
+            Path::new("/")
+        );
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(sup as i32),
             nix::sys::signal::Signal::SIGKILL,

@@ -142,6 +142,9 @@ fn say(what: &str) {
 /// a setup error.
 pub fn main(dir: &Path) -> Result<(), String> {
     let _ = nix::unistd::setsid();
+    let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Holding the caller's directory would keep it busy (a checkout, verify's scratch copy).
+    let _ = std::env::set_current_dir("/");
     // While single-threaded: an ordinary user's supervisor takes a user namespace of its
     // own, so that it may join its services' network namespaces (healthchecks, ports).
     crate::runner::netns::own_user_namespace()
@@ -243,6 +246,8 @@ impl Sup {
     }
 
     fn serve(self: Arc<Self>, conn: UnixStream) {
+        // A request comes at once; a connection that says nothing is not waited on.
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
         let mut line = String::new();
         let mut r = std::io::BufReader::new(&conn);
         if r.read_line(&mut line).is_err() {
