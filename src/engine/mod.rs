@@ -1,5 +1,6 @@
 //! Engines: one [`Engine`] trait, backends chosen by the [`AnyEngine`] enum — `podman`
-//! (libpod REST API through `podman-api`), `docker` (`bollard`) and a recording `fake`
+//! (libpod REST API through `podman-api`), `docker` (`bollard`), `native` (services
+//! without an image, each in a sandbox of devbox's own runner) and a recording `fake`
 //! for unit tests of the apply logic.
 //!
 //! A backend translates the engine-neutral specs in this module into API calls and
