@@ -800,3 +800,36 @@ fn up_right_after_down_meets_a_supervisor_on_its_way_out_and_still_comes_up() {
         }
     });
 }
+
+#[test]
+fn logs_follow_a_native_service_until_it_ends() {
+    let short = r#"
+[project]
+name = "{project}"
+
+[services.short]
+command = ["sh", "-c", "echo first; sleep 1.5; echo second >&2; sleep 0.2"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-follow", short);
+        n.ok(&["up"]);
+        let t = Instant::now();
+        let logs = n.ok(&["logs", "-f", "short"]);
+        assert_eq!(
+            own_lines(&logs.stdout),
+            "short | first\nshort | second\n",
+            "{logs:#?}"
+        );
+        // It waited for the second line, and stopped once the service had ended.
+        assert!(
+            t.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let tail = n.ok(&["logs", "--tail", "1", "short"]);
+        assert_eq!(own_lines(&tail.stdout), "short | second\n", "{tail:#?}");
+        n.ok(&["down"]);
+    });
+}
