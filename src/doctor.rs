@@ -56,6 +56,7 @@ pub async fn engines(
                     }
                     Kind::Podman => "systemctl enable --now podman.socket",
                     Kind::Docker => "systemctl enable --now docker",
+                    Kind::Native => "devbox runs native services itself; nothing to start",
                 }),
             ));
             continue;
@@ -72,6 +73,7 @@ pub async fn engines(
                 Some(match kind {
                     Kind::Docker => "add the user to the `docker` group, or use rootless Podman",
                     Kind::Podman => "use your own rootless Podman socket, or run as root",
+                    Kind::Native => "run devbox as the user who started the project",
                 }),
             ));
             continue;

@@ -223,6 +223,7 @@ fn share_data_dirs(
                 match info.kind {
                     Kind::Docker => "docker",
                     Kind::Podman => "rootful podman",
+                    Kind::Native => "the native engine",
                 },
                 s.name,
                 changed.join(", ")
@@ -452,7 +453,8 @@ pub const LABEL_STOP_GRACE: &str = "devbox.stop-grace";
 /// later; at their old values (no init, the image's signal, 10 s) they are left out, so a
 /// container whose settings did not change keeps its hash and is not recreated.
 fn hash_text(spec: &ContainerSpec) -> String {
-    let text = format!("{spec:?}");
+    // The native settings came later still; an image's container has none.
+    let text = format!("{spec:?}").replace(", native: None }", " }");
     let old = ", init: false, stop_signal: None, stop_timeout_s: 10 }";
     match text.strip_suffix(old) {
         Some(head) => format!("{head} }}"),

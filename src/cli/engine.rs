@@ -24,10 +24,35 @@ pub fn limits() -> Limits {
 }
 
 pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
+    connect_saying(loaded, true)
+}
+
+/// As [`connect`], without a word on stderr about the engine chosen: `exec` passes its
+/// command's stderr on as it is.
+pub fn connect_quietly(loaded: &Loaded) -> anyhow::Result<Connected> {
+    connect_saying(loaded, false)
+}
+
+fn connect_saying(loaded: &Loaded, say: bool) -> anyhow::Result<Connected> {
     if loaded.config.project.engine == crate::config::model::EngineChoice::Native {
-        anyhow::bail!(
-            "engine `native` runs workers only (`devbox run`); services need podman or docker\nhint: set [project] engine = \"auto\" or pass --engine podman|docker"
-        );
+        if let Some(why) = loaded.config.project.engine_reason.as_ref().filter(|_| say) {
+            eprintln!("devbox: {why}");
+        }
+        let native = engine::native::Native::new();
+        let endpoint = Endpoint {
+            kind: engine::Kind::Native,
+            socket: native.runtime_root().to_path_buf(),
+            reason: "engine native".into(),
+        };
+        return Ok(Connected {
+            engine: Deadlined::new(
+                engine::AnyEngine::Native(native),
+                &endpoint.socket,
+                limits(),
+            ),
+            endpoint,
+            _guard: engine::ServiceGuard::none(),
+        });
     }
     let (engine, endpoint, guard) = engine::connect(loaded.config.project.engine, limits())?;
     Ok(Connected {

@@ -45,7 +45,7 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
         env.insert(k.to_owned(), v.to_owned());
     }
-    let conn = super::engine::connect(&loaded)?;
+    let conn = super::engine::connect_quietly(&loaded)?;
     let rt = super::engine::runtime()?;
     let out = rt.block_on(async {
         let containers = conn.engine.list_containers(&plan.project).await?;
@@ -59,6 +59,9 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             );
         };
         if !a.no_tty && std::io::stdin().is_terminal() {
+            if conn.endpoint.kind == Kind::Native {
+                return Ok(Err(native_interactive(c, a, &env)?));
+            }
             if let Some(code) = interactive(&conn.endpoint, &c.id, a)? {
                 return Ok(Err(code));
             }
@@ -88,6 +91,7 @@ fn interactive(ep: &Endpoint, id: &str, a: &Args) -> anyhow::Result<Option<ExitC
     let (program, url_flag) = match ep.kind {
         Kind::Podman => ("podman", "--url"),
         Kind::Docker => ("docker", "--host"),
+        Kind::Native => return Ok(None),
     };
     if crate::process::which(program).is_none() {
         return Ok(None);
@@ -113,4 +117,34 @@ fn interactive(ep: &Endpoint, id: &str, a: &Args) -> anyhow::Result<Option<ExitC
     Ok(Some(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8,
     )))
+}
+
+/// On a terminal, a native service's command runs attached to it: devbox joins the
+/// sandbox itself (`devbox __native-exec`), the terminal passed through as it is.
+fn native_interactive(
+    c: &crate::engine::ContainerInfo,
+    a: &Args,
+    env: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<ExitCode> {
+    let engine = crate::engine::native::Native::new();
+    let Some(pid) = c.pid else {
+        anyhow::bail!("service `{}` has no sandbox pid", a.service);
+    };
+    let (user, mut vars, workdir) = engine.exec_defaults(&c.id)?;
+    vars.extend(env.clone());
+    let user = match &a.user {
+        Some(u) => crate::engine::native::resolve_user(u).map_err(anyhow::Error::msg)?,
+        None => user,
+    };
+    let workdir = a.workdir.clone().unwrap_or(workdir);
+    let mut cmd =
+        crate::engine::native::exec::command(pid, user, Some(&workdir), &vars, &a.command)
+            .map_err(anyhow::Error::msg)?;
+    let status = cmd
+        .stdin(Stdio::inherit())
+        .status()
+        .map_err(|e| anyhow::anyhow!("running devbox __native-exec: {e}"))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
 }

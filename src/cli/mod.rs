@@ -11,6 +11,7 @@ mod exec;
 mod import;
 mod init;
 mod logs;
+mod native;
 mod probe_cmd;
 mod probe_uds;
 mod render_cmd;
@@ -154,6 +155,15 @@ pub enum Command {
     /// The in-service half of a `uds` probe (devbox starts itself for it).
     #[command(name = "__probe-uds", hide = true)]
     ProbeUds(probe_uds::Args),
+    /// A project's native supervisor (devbox starts it, detached).
+    #[command(name = "__native-supervisor", hide = true)]
+    NativeSupervisor(native::SupervisorArgs),
+    /// The monitor of one run of a native service (the supervisor starts it).
+    #[command(name = "__native-service", hide = true)]
+    NativeService(native::ServiceArgs),
+    /// A command inside a native service's sandbox.
+    #[command(name = "__native-exec", hide = true)]
+    NativeExec(native::ExecArgs),
 }
 
 /// Runs devbox and maps the outcome to an exit code.
@@ -239,6 +249,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(a) => init::run(a),
         Command::Run(a) => run::run(g, a),
         Command::ProbeUds(a) => probe_uds::run(a),
+        Command::NativeSupervisor(a) => native::supervisor(a),
+        Command::NativeService(a) => native::service(a),
+        Command::NativeExec(a) => native::exec(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -23,6 +23,11 @@ pub struct Row {
     pub health: Option<String>,
     pub ports: Vec<String>,
     pub image: Option<String>,
+    /// The container's first process on this host, while it runs.
+    pub pid: Option<u32>,
+    /// How often its restart policy has started it again (engines that count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
     /// The container was made from other settings than the file's (`up` recreates it).
     pub outdated: bool,
     /// Not in the file any more.
@@ -66,6 +71,8 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
                 c.ports.iter().map(ToString::to_string).collect()
             }),
             image: c.map(|c| c.image.clone()),
+            pid: c.and_then(|c| c.pid),
+            restarts: c.and_then(|c| c.restarts),
             outdated,
             orphan,
             notes,
@@ -101,6 +108,11 @@ pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             }
             if r.orphan {
                 state.push_str(" (orphan)");
+            }
+            match r.restarts {
+                Some(1) => state.push_str(" (1 restart)"),
+                Some(n) if n > 1 => state.push_str(&format!(" ({n} restarts)")),
+                _ => {}
             }
             [
                 r.service.clone(),

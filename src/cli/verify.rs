@@ -195,5 +195,6 @@ fn engine_name(ep: &crate::engine::Endpoint) -> &'static str {
         (crate::engine::Kind::Podman, false) => "rootful Podman",
         (crate::engine::Kind::Docker, true) => "rootless Docker",
         (crate::engine::Kind::Docker, false) => "Docker",
+        (crate::engine::Kind::Native, _) => "native",
     }
 }

@@ -345,6 +345,7 @@ fn container_info(i: bollard::models::ContainerInspectResponse) -> ContainerInfo
             .and_then(|p| u32::try_from(p).ok())
             .filter(|&p| p > 0),
         monitor_pid: None,
+        restarts: None,
     }
 }
 

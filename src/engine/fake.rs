@@ -339,6 +339,7 @@ impl Engine for Fake {
                 ports,
                 pid: None,
                 monitor_pid: None,
+                restarts: None,
             },
         );
         s.calls.push(format!("create_container {}", spec.name));

@@ -1,5 +1,6 @@
 //! Engines: one [`Engine`] trait, backends chosen by the [`AnyEngine`] enum — `podman`
-//! (libpod REST API through `podman-api`), `docker` (`bollard`) and a recording `fake`
+//! (libpod REST API through `podman-api`), `docker` (`bollard`), `native` (services
+//! without an image, each in a sandbox of devbox's own runner) and a recording `fake`
 //! for unit tests of the apply logic.
 //!
 //! A backend translates the engine-neutral specs in this module into API calls and
@@ -8,6 +9,7 @@
 pub mod deadline;
 pub mod docker;
 pub mod fake;
+pub mod native;
 pub mod podman;
 pub mod select;
 mod spec;
@@ -18,7 +20,9 @@ use std::path::PathBuf;
 
 pub use deadline::{Deadlined, Limits};
 pub use select::{connect, discover, listening, Endpoint, Kind, Selection, ServiceGuard};
-pub use spec::{container_spec, tcp_check, BuildSpec, ContainerSpec, HealthSpec, MountSpec};
+pub use spec::{
+    container_spec, tcp_check, BuildSpec, ContainerSpec, HealthSpec, MountSpec, NativeSpec,
+};
 
 /// Something an engine said no to, or could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,9 @@ pub struct ContainerInfo {
     /// The engine's monitor of the container (Podman's conmon), which runs as the caller
     /// in the engine's user namespace.
     pub monitor_pid: Option<u32>,
+    /// How often the restart policy has started it again, when the engine counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
 }
 
 impl ContainerInfo {
@@ -281,6 +288,7 @@ pub enum AnyEngine {
     Podman(Box<podman::Podman>),
     Docker(docker::Docker),
     Fake(fake::Fake),
+    Native(native::Native),
 }
 
 macro_rules! each {
@@ -289,6 +297,7 @@ macro_rules! each {
             AnyEngine::Podman($e) => $body,
             AnyEngine::Docker($e) => $body,
             AnyEngine::Fake($e) => $body,
+            AnyEngine::Native($e) => $body,
         }
     };
 }

@@ -400,6 +400,7 @@ fn container_info(i: &Value) -> ContainerInfo {
         ports,
         pid: pid_at(i, "/State/Pid"),
         monitor_pid: pid_at(i, "/State/ConmonPid"),
+        restarts: None,
     }
 }
 

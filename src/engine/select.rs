@@ -19,6 +19,8 @@ use crate::process;
 pub enum Kind {
     Podman,
     Docker,
+    /// devbox's own runner: one sandbox per service, no container engine.
+    Native,
 }
 
 impl fmt::Display for Kind {
@@ -26,6 +28,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Podman => "podman",
             Kind::Docker => "docker",
+            Kind::Native => "native",
         })
     }
 }
@@ -270,6 +273,13 @@ pub fn discover(choice: EngineChoice, limits: Limits) -> Result<Selection, Engin
 /// A `podman system service` devbox started; stopped when dropped.
 pub struct ServiceGuard(Option<std::process::Child>);
 
+impl ServiceGuard {
+    /// Nothing to stop.
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
 impl Drop for ServiceGuard {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
@@ -344,6 +354,7 @@ pub fn open(ep: &Endpoint, limits: Limits) -> Deadlined {
     let inner = match ep.kind {
         Kind::Podman => AnyEngine::Podman(Box::new(super::podman::Podman::new(&ep.socket))),
         Kind::Docker => AnyEngine::Docker(super::docker::Docker::new(&ep.socket)),
+        Kind::Native => AnyEngine::Native(super::native::Native::new()),
     };
     Deadlined::new(inner, &ep.socket, limits)
 }

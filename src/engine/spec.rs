@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::config::model::{HealthTest, Mount, Port, Restart, Tmpfs, UlimitPair, Userns};
+use crate::config::model::{HealthTest, Mount, Policy, Port, Restart, Tmpfs, UlimitPair, Userns};
 use crate::plan::{ImagePlan, Plan, ServicePlan};
 
 /// An image to build from a context tar.
@@ -99,6 +99,17 @@ pub struct ContainerSpec {
     pub stop_signal: Option<i32>,
     /// Seconds between the stop signal and the kill.
     pub stop_timeout_s: u32,
+    /// What only the native engine takes, for a service without an image.
+    pub native: Option<NativeSpec>,
+}
+
+/// A native service's policy and its healthcheck as written (the native engine runs
+/// `tcp` and `http` checks itself, from outside the sandbox).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeSpec {
+    pub policy: Option<Policy>,
+    /// An `http` test's URL is resolved (a path is on the service's first port).
+    pub check: Option<HealthTest>,
 }
 
 /// Reads `KEY=VALUE` lines of an env file (`#` comments and blank lines skipped).
@@ -244,5 +255,14 @@ pub fn container_spec(
         init: spec.init,
         stop_signal: spec.stop_signal,
         stop_timeout_s: spec.stop_grace_s(),
+        native: spec.is_native().then(|| NativeSpec {
+            policy: spec.policy.clone(),
+            check: spec.healthcheck.as_ref().map(|h| match &h.test {
+                HealthTest::Http(url) => {
+                    HealthTest::Http(crate::render::compose::http_url(url, spec))
+                }
+                t => t.clone(),
+            }),
+        }),
     })
 }

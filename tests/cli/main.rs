@@ -24,6 +24,7 @@ mod examples;
 mod import;
 mod interrupts;
 mod local_dev;
+mod native;
 mod networks;
 mod oci;
 mod pipes;

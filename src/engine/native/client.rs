@@ -1,0 +1,118 @@
+//! The client side of a project's supervisor: starting it (once, under a lock, detached)
+//! and asking it one question per connection.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use super::def::{Request, Response};
+use super::paths::{make_private, ProjectDir};
+
+/// Why a question got no answer.
+#[derive(Debug)]
+pub enum AskError {
+    /// No supervisor listens (none was started, or it has exited).
+    Absent,
+    Io(String),
+}
+
+/// The lock taken to start a supervisor (and by a supervisor on its way out).
+pub fn lock(pd: &ProjectDir) -> std::io::Result<Flock<File>> {
+    make_private(&pd.dir)?;
+    let path = pd.lock_file();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map_err(|(_, e)| std::io::Error::other(format!("locking {}: {e}", path.display())))
+}
+
+/// Starts the project's supervisor unless one answers, and waits for its socket.
+pub fn ensure(pd: &ProjectDir) -> Result<(), String> {
+    let _lock = lock(pd).map_err(|e| e.to_string())?;
+    let socket = pd.socket();
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return Ok(());
+    }
+    let exe: PathBuf =
+        std::env::current_exe().map_err(|e| format!("finding devbox itself: {e}"))?;
+    let log = crate::fsutil::open_append(&pd.supervisor_log(), 0o600).map_err(|e| e.to_string())?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = crate::process::command(&exe.display().to_string());
+    cmd.arg("__native-supervisor")
+        .arg("--dir")
+        .arg(&pd.dir)
+        .stdout(log)
+        .stderr(err);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the supervisor: {e}"))?;
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Err(format!(
+                "the supervisor exited at once ({s}); see {}",
+                pd.supervisor_log().display()
+            ));
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!(
+                "the supervisor did not listen on {} within 10s; see {}",
+                socket.display(),
+                pd.supervisor_log().display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // It lives on in its own session; this process does not wait for it.
+    drop(child);
+    Ok(())
+}
+
+/// One request, one answer.
+pub async fn ask(pd: &ProjectDir, req: &Request) -> Result<Response, AskError> {
+    let socket = pd.socket();
+    let mut s = match tokio::net::UnixStream::connect(&socket).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(AskError::Absent)
+        }
+        Err(e) => return Err(AskError::Io(format!("{}: {e}", socket.display()))),
+    };
+    // A supervisor that exits (it held nothing) closes the connections it had not
+    // answered: it never acted on them, since it exits holding its state's lock.
+    let gone = |e: std::io::Error, doing: &str| match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => AskError::Absent,
+        _ => AskError::Io(format!("{}: {doing}: {e}", socket.display())),
+    };
+    let mut line = serde_json::to_vec(req).expect("requests serialize");
+    line.push(b'\n');
+    s.write_all(&line).await.map_err(|e| gone(e, "sending"))?;
+    let mut r = tokio::io::BufReader::new(s);
+    let mut answer = String::new();
+    let n = r
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| gone(e, "reading"))?;
+    if n == 0 {
+        // It exited between accepting and answering (it had nothing left to hold).
+        return Err(AskError::Absent);
+    }
+    serde_json::from_str(&answer).map_err(|e| {
+        AskError::Io(format!(
+            "{}: an answer devbox cannot read: {e}",
+            socket.display()
+        ))
+    })
+}

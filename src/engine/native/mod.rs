@@ -1,0 +1,985 @@
+//! The native engine: services without an image, each a host program in its own
+//! sandbox made by devbox's runner, with no container engine. Networks and volumes are
+//! records under devbox's data directory; containers belong to a per-project supervisor
+//! (a detached devbox, see [`supervisor`]) reached over a Unix socket in the runtime
+//! directory. This module is the [`Engine`] face of it: it turns specs into the records
+//! the supervisor runs and its answers into [`ContainerInfo`]. It never builds images.
+
+pub mod client;
+pub mod def;
+pub mod exec;
+mod health;
+pub mod logs;
+pub mod net;
+pub mod paths;
+pub mod service;
+pub mod state;
+pub mod supervisor;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use self::client::AskError;
+use self::def::{
+    Bind, Check, Container, Def, Failure, Health, NetDef, PortDef, Request, RestartDef, Status,
+};
+use self::paths::ProjectDir;
+use super::{
+    BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo, ErrorKind,
+    ExecOutput, ExecSpec, Kind, LogOptions, LogStream, MountSpec, NetworkSpec, PublishedPort,
+    ResourceInfo, Result, VolumeSpec,
+};
+use crate::config::model::{Decision, HealthTest, NetPolicy, Restart};
+use crate::plan::LABEL_PROJECT;
+
+/// A service's user, environment and working directory, for commands run in it.
+pub type ExecDefaults = (Option<(u32, u32)>, BTreeMap<String, String>, String);
+
+/// The native engine of this user.
+pub struct Native {
+    runtime: PathBuf,
+    data: PathBuf,
+}
+
+impl Default for Native {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A network as stored: `networks/NAME.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NetworkRecord {
+    id: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    internal: bool,
+    created: String,
+}
+
+/// A volume's labels: `volumes/NAME.json` beside its directory `volumes/NAME/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VolumeRecord {
+    name: String,
+    labels: BTreeMap<String, String>,
+    created: String,
+}
+
+/// A name devbox may use as a file name.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl Native {
+    pub fn new() -> Self {
+        Self {
+            runtime: paths::runtime_root(),
+            data: paths::data_root(),
+        }
+    }
+
+    /// Where the supervisors live (the engine's "socket" in messages).
+    pub fn runtime_root(&self) -> &Path {
+        &self.runtime
+    }
+
+    fn err(&self, kind: ErrorKind, message: impl Into<String>) -> EngineError {
+        EngineError {
+            engine: Kind::Native,
+            socket: self.runtime.clone(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn project(&self, project: &str) -> ProjectDir {
+        ProjectDir::new(&self.runtime, project)
+    }
+
+    fn networks_dir(&self) -> PathBuf {
+        self.data.join("networks")
+    }
+
+    fn volumes_dir(&self) -> PathBuf {
+        self.data.join("volumes")
+    }
+
+    /// The directory a named volume's data is in.
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.volumes_dir().join(name)
+    }
+
+    fn networks(&self) -> Result<Vec<NetworkRecord>> {
+        read_records(&self.networks_dir()).map_err(|e| self.err(ErrorKind::Other, e))
+    }
+
+    fn volumes(&self) -> Result<Vec<VolumeRecord>> {
+        read_records(&self.volumes_dir()).map_err(|e| self.err(ErrorKind::Other, e))
+    }
+
+    /// The project a container id belongs to: the runtime directory holding its record.
+    fn locate(&self, id: &str) -> Result<(ProjectDir, Container)> {
+        if state::valid_id(id) {
+            if let Ok(dirs) = std::fs::read_dir(&self.runtime) {
+                for d in dirs.flatten() {
+                    let pd = ProjectDir { dir: d.path() };
+                    let states = state::StateDir::new(&pd.containers());
+                    if let Ok(Some(c)) = states.load::<Container>(id) {
+                        return Ok((pd, c));
+                    }
+                }
+            }
+        }
+        Err(self.err(
+            ErrorKind::NotFound,
+            format!("no such container: {}", &id[..id.len().min(12)]),
+        ))
+    }
+
+    /// Asks the project's supervisor, starting it first when `start` (and again, once,
+    /// when it exited between the start and the question).
+    async fn ask(
+        &self,
+        pd: &ProjectDir,
+        req: &Request,
+        start: bool,
+    ) -> Result<Option<def::Response>> {
+        for _ in 0..3 {
+            if start {
+                let pd = pd.clone();
+                tokio::task::spawn_blocking(move || client::ensure(&pd))
+                    .await
+                    .map_err(|e| self.err(ErrorKind::Other, e.to_string()))?
+                    .map_err(|e| self.err(ErrorKind::Unreachable, e))?;
+            }
+            match client::ask(pd, req).await {
+                Ok(r) => {
+                    if let Some((kind, message)) = r.error {
+                        let kind = match kind {
+                            Failure::NotFound => ErrorKind::NotFound,
+                            Failure::Conflict => ErrorKind::Conflict,
+                            Failure::Other => ErrorKind::Other,
+                        };
+                        return Err(self.err(kind, message));
+                    }
+                    return Ok(Some(r));
+                }
+                Err(AskError::Absent) if start => continue,
+                Err(AskError::Absent) => return Ok(None),
+                Err(AskError::Io(e)) => return Err(self.err(ErrorKind::Unreachable, e)),
+            }
+        }
+        Err(self.err(
+            ErrorKind::Unreachable,
+            format!("the supervisor of {} kept exiting", pd.dir.display()),
+        ))
+    }
+
+    /// What a command run in container `id` gets unless told otherwise: the service's
+    /// user, environment and working directory.
+    pub fn exec_defaults(&self, id: &str) -> Result<ExecDefaults> {
+        let (_, c) = self.locate(id)?;
+        Ok((
+            c.def.user,
+            c.def.env.iter().cloned().collect(),
+            c.def.workdir.display().to_string(),
+        ))
+    }
+
+    fn info_of(s: Status) -> ContainerInfo {
+        ContainerInfo {
+            id: s.id,
+            name: s.name,
+            image: String::new(),
+            labels: s.labels,
+            state: s.state,
+            health: s.health,
+            exit_code: s.exit_code,
+            ports: s
+                .ports
+                .into_iter()
+                .map(|p| PublishedPort {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: p.protocol,
+                })
+                .collect(),
+            pid: s.pid,
+            monitor_pid: s.monitor,
+            restarts: Some(s.restarts),
+        }
+    }
+
+    /// A container whose supervisor is gone, as its record says: it died with it.
+    fn orphaned(mut c: Container) -> ContainerInfo {
+        if c.record.state == state::State::Running || c.record.state == state::State::Creating {
+            c.record.state = state::State::Stopped;
+            c.record.exit_code = Some(137);
+        }
+        Self::info_of(c.status())
+    }
+
+    /// The record the supervisor runs for `spec`.
+    fn def(&self, spec: &ContainerSpec) -> Result<Def> {
+        let bad = |m: String| self.err(ErrorKind::Other, m);
+        let native = spec.native.clone().unwrap_or(super::NativeSpec {
+            policy: None,
+            check: None,
+        });
+        let mut argv = spec.entrypoint.clone().unwrap_or_default();
+        argv.extend(spec.command.clone().unwrap_or_default());
+        if argv.is_empty() {
+            return Err(bad(format!(
+                "service `{}` has no command to run natively",
+                spec.service
+            )));
+        }
+        let user = resolve_user(&spec.user)
+            .map_err(|e| bad(format!("service `{}`: {e}", spec.service)))?;
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("PATH".into(), crate::runner::spec::DEFAULT_PATH.into());
+        env.insert("HOME".into(), "/".into());
+        let mut binds = Vec::new();
+        let mut deny = Vec::new();
+        let mut exec_allow = Vec::new();
+        let mut net = NetDef::None;
+        if let Some(p) = &native.policy {
+            let host = crate::runner::supervisor::host_env();
+            let mut decided = Vec::new();
+            env.extend(crate::runner::spec::environment(
+                &p.env,
+                &host,
+                &mut decided,
+            ));
+            for r in &p.fs.read {
+                binds.push(Bind {
+                    source: r.clone(),
+                    target: r.clone(),
+                    read_only: true,
+                });
+            }
+            for w in &p.fs.write {
+                binds.push(Bind {
+                    source: w.clone(),
+                    target: w.clone(),
+                    read_only: false,
+                });
+            }
+            deny.clone_from(&p.fs.deny);
+            exec_allow = p.exec_allow.iter().map(PathBuf::from).collect();
+            net = match &p.net {
+                NetPolicy::None => NetDef::None,
+                NetPolicy::Host => NetDef::Host,
+                NetPolicy::Proxy {
+                    default,
+                    allow,
+                    warn,
+                    deny,
+                } => NetDef::Proxy {
+                    default: decision_word(*default).into(),
+                    allow: allow.clone(),
+                    warn: warn.clone(),
+                    deny: deny.clone(),
+                },
+            };
+        }
+        env.extend(spec.env.clone());
+        for m in &spec.mounts {
+            match m {
+                MountSpec::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => binds.push(Bind {
+                    source: source.clone(),
+                    target: PathBuf::from(target),
+                    read_only: *read_only,
+                }),
+                MountSpec::Volume {
+                    name,
+                    target,
+                    read_only,
+                } => {
+                    let dir = self.volume_dir(name);
+                    if !plain_name(name) || !dir.is_dir() {
+                        return Err(self.err(
+                            ErrorKind::NotFound,
+                            format!("service `{}`: no volume {name}", spec.service),
+                        ));
+                    }
+                    binds.push(Bind {
+                        source: dir,
+                        target: PathBuf::from(target),
+                        read_only: *read_only,
+                    });
+                }
+            }
+        }
+        let health = native
+            .check
+            .as_ref()
+            .zip(spec.healthcheck.as_ref())
+            .map(|(t, h)| Health {
+                check: match t {
+                    HealthTest::Cmd(argv) => Check::Cmd { argv: argv.clone() },
+                    HealthTest::Tcp(port) => Check::Tcp { port: *port },
+                    HealthTest::Http(url) => http_check(url),
+                },
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                retries: h.retries,
+                start_period_ms: h.start_period_ms,
+            });
+        let networks = spec
+            .networks
+            .iter()
+            .chain(&spec.late_networks)
+            .map(|n| (n.clone(), spec.service.clone()))
+            .collect();
+        Ok(Def {
+            service: spec.service.clone(),
+            labels: spec.labels.clone(),
+            argv,
+            env: env.into_iter().collect(),
+            workdir: PathBuf::from(spec.workdir.as_deref().unwrap_or("/")),
+            user,
+            binds,
+            deny,
+            tmpfs: spec.tmpfs.iter().map(|t| PathBuf::from(&t.path)).collect(),
+            exec_allow,
+            memory: spec.memory,
+            cpus: spec.cpus,
+            pids: spec.pids_limit,
+            nofile: spec.ulimits.get("nofile").map(|u| u.soft.max(0) as u64),
+            net,
+            ports: spec
+                .ports
+                .iter()
+                .map(|p| PortDef {
+                    host_ip: p.host_ip.to_string(),
+                    host_port: p.host,
+                    container_port: p.container,
+                    protocol: format!("{:?}", p.protocol).to_lowercase(),
+                })
+                .collect(),
+            networks,
+            hosts: Vec::new(),
+            health,
+            restart: match spec.restart {
+                Restart::No => RestartDef::No,
+                Restart::Always => RestartDef::Always,
+                Restart::OnFailure(max) => RestartDef::OnFailure { max },
+                Restart::UnlessStopped => RestartDef::UnlessStopped,
+            },
+            stop_signal: spec.stop_signal.unwrap_or(nix::libc::SIGTERM),
+            stop_grace_s: spec.stop_timeout_s,
+        })
+    }
+}
+
+fn decision_word(d: Decision) -> &'static str {
+    match d {
+        Decision::Allow => "allow",
+        Decision::Warn => "warn",
+        Decision::Deny => "deny",
+    }
+}
+
+/// `http://HOST:PORT/PATH` as a check on the service's own port.
+fn http_check(url: &str) -> Check {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().unwrap_or(80)),
+        None => (authority, 80),
+    };
+    Check::Http {
+        port,
+        host: host.to_owned(),
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_owned()
+        },
+    }
+}
+
+/// `uid[:gid]` or a user name of this host (for `exec --user`; a service's own `user` is
+/// numeric); empty: the caller's default. Names are read
+/// from /etc/passwd and /etc/group themselves: devbox links glibc statically, and its
+/// NSS modules cannot be loaded into it.
+pub fn resolve_user(user: &str) -> std::result::Result<Option<(u32, u32)>, String> {
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    // name:x:uid:gid:...
+    let entry = |f: &dyn Fn(&[&str]) -> bool| {
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|e| e.len() > 3 && f(e))
+    };
+    let (uid, primary) = match u.parse::<u32>() {
+        // As the service's own `user`: a number alone is the gid too.
+        Ok(n) => (n, n),
+        Err(_) => match entry(&|e| e[0] == u) {
+            Some(e) => (
+                e[2].parse()
+                    .map_err(|_| format!("user `{u}` has no uid in /etc/passwd"))?,
+                e[3].parse()
+                    .map_err(|_| format!("user `{u}` has no gid in /etc/passwd"))?,
+            ),
+            None => return Err(format!("user `{u}` does not exist on this host")),
+        },
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => std::fs::read_to_string("/etc/group")
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|e| e.len() > 2 && e[0] == g)
+                .and_then(|e| e[2].parse().ok())
+                .ok_or_else(|| format!("group `{g}` does not exist on this host"))?,
+        },
+    };
+    Ok(Some((uid, gid)))
+}
+
+/// The `*.json` records in `dir`.
+fn read_records<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::result::Result<Vec<T>, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("listing {}: {e}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        let text = std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        out.push(
+            serde_json::from_slice(&text).map_err(|e| format!("reading {}: {e}", p.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+fn of_project(labels: &BTreeMap<String, String>, project: &str) -> bool {
+    labels.get(LABEL_PROJECT).map(String::as_str) == Some(project)
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+impl Engine for Native {
+    fn kind(&self) -> Kind {
+        Kind::Native
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        Ok(EngineInfo {
+            kind: Kind::Native,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            api_version: "1".to_owned(),
+            rootless: !nix::unistd::geteuid().is_root(),
+            cgroup_version: super::host_cgroup_version().to_owned(),
+        })
+    }
+
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        Ok(reference.is_empty())
+    }
+
+    async fn list_images(&self, _project: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    async fn remove_image(&self, _reference: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        spec: &BuildSpec,
+        _context_tar: Vec<u8>,
+        _progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<()> {
+        Err(self.err(
+            ErrorKind::Other,
+            format!(
+                "the native engine runs host programs and builds no images (asked to build {})\nhint: give the services images and pass --engine podman|docker",
+                spec.tag
+            ),
+        ))
+    }
+
+    async fn list_networks(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        Ok(self
+            .networks()?
+            .into_iter()
+            .filter(|n| of_project(&n.labels, project))
+            .map(|n| ResourceInfo {
+                id: n.id,
+                name: n.name,
+                labels: n.labels,
+                created: n.created,
+            })
+            .collect())
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>> {
+        Ok(self
+            .networks()?
+            .into_iter()
+            .filter(|n| n.name == name)
+            .map(|n| ResourceInfo {
+                id: n.id,
+                name: n.name,
+                labels: n.labels,
+                created: n.created,
+            })
+            .collect())
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        if !plain_name(&spec.name) {
+            return Err(self.err(
+                ErrorKind::Other,
+                format!("`{}` cannot name a network", spec.name),
+            ));
+        }
+        let r = NetworkRecord {
+            id: state::new_id(),
+            name: spec.name.clone(),
+            labels: spec.labels.clone(),
+            internal: spec.internal,
+            created: now(),
+        };
+        let path = self.networks_dir().join(format!("{}.json", spec.name));
+        paths::make_private(&self.networks_dir())
+            .map_err(|e| self.err(ErrorKind::Other, e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&r).expect("records serialize");
+        crate::fsutil::write_new(&path, &text, 0o600).map_err(|e| {
+            if e.source.kind() == std::io::ErrorKind::AlreadyExists {
+                self.err(
+                    ErrorKind::Conflict,
+                    format!("network {} already exists", spec.name),
+                )
+            } else {
+                self.err(ErrorKind::Other, e.to_string())
+            }
+        })
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        let Some(n) = self
+            .networks()?
+            .into_iter()
+            .find(|n| n.id == id || n.name == id)
+        else {
+            return Err(self.err(ErrorKind::NotFound, format!("no such network: {id}")));
+        };
+        let path = self.networks_dir().join(format!("{}.json", n.name));
+        std::fs::remove_file(&path).map_err(|e| {
+            self.err(
+                ErrorKind::Other,
+                format!("removing {}: {e}", path.display()),
+            )
+        })
+    }
+
+    async fn list_volumes(&self, project: &str) -> Result<Vec<ResourceInfo>> {
+        Ok(self
+            .volumes()?
+            .into_iter()
+            .filter(|v| of_project(&v.labels, project))
+            .map(|v| ResourceInfo {
+                id: v.name.clone(),
+                name: v.name,
+                labels: v.labels,
+                created: v.created,
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        if !plain_name(&spec.name) {
+            return Err(self.err(
+                ErrorKind::Other,
+                format!("`{}` cannot name a volume", spec.name),
+            ));
+        }
+        let dir = self.volume_dir(&spec.name);
+        let path = self.volumes_dir().join(format!("{}.json", spec.name));
+        if path.exists() || dir.exists() {
+            return Err(self.err(
+                ErrorKind::Conflict,
+                format!("volume {} already exists", spec.name),
+            ));
+        }
+        let other = |e: String| self.err(ErrorKind::Other, e);
+        paths::make_private(&self.volumes_dir()).map_err(|e| other(e.to_string()))?;
+        let r = VolumeRecord {
+            name: spec.name.clone(),
+            labels: spec.labels.clone(),
+            created: now(),
+        };
+        let text = serde_json::to_vec_pretty(&r).expect("records serialize");
+        crate::fsutil::write_new(&path, &text, 0o600).map_err(|e| other(e.to_string()))?;
+        // The service writes in it: owned by the caller, like a data directory.
+        std::fs::create_dir(&dir).map_err(|e| other(format!("creating {}: {e}", dir.display())))
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let path = self.volumes_dir().join(format!("{name}.json"));
+        if !plain_name(name) || !path.exists() {
+            return Err(self.err(ErrorKind::NotFound, format!("no such volume: {name}")));
+        }
+        let dir = self.volume_dir(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                self.err(ErrorKind::Other, format!("removing {}: {e}", dir.display()))
+            })?;
+        }
+        std::fs::remove_file(&path).map_err(|e| {
+            self.err(
+                ErrorKind::Other,
+                format!("removing {}: {e}", path.display()),
+            )
+        })
+    }
+
+    async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        let pd = self.project(project);
+        if !pd.dir.exists() {
+            return Ok(Vec::new());
+        }
+        if let Some(r) = self.ask(&pd, &Request::List, false).await? {
+            return Ok(r.containers.into_iter().map(Self::info_of).collect());
+        }
+        let states = state::StateDir::new(&pd.containers());
+        let records: Vec<Container> = states
+            .list()
+            .map_err(|e| self.err(ErrorKind::Other, e.to_string()))?;
+        Ok(records.into_iter().map(Self::orphaned).collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
+        let (pd, c) = self.locate(id)?;
+        match self
+            .ask(&pd, &Request::Inspect { id: id.to_owned() }, false)
+            .await?
+        {
+            Some(r) => r
+                .containers
+                .into_iter()
+                .next()
+                .map(Self::info_of)
+                .ok_or_else(|| self.err(ErrorKind::NotFound, format!("no such container: {id}"))),
+            None => Ok(Self::orphaned(c)),
+        }
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let def = self.def(spec)?;
+        let project = spec
+            .labels
+            .get(LABEL_PROJECT)
+            .cloned()
+            .unwrap_or_else(|| spec.name.clone());
+        if !plain_name(&project) {
+            return Err(self.err(
+                ErrorKind::Other,
+                format!("`{project}` cannot name a project"),
+            ));
+        }
+        let pd = self.project(&project);
+        let req = Request::Create {
+            name: spec.name.clone(),
+            def: Box::new(def),
+        };
+        let r = self.ask(&pd, &req, true).await?.unwrap_or_default();
+        r.id.ok_or_else(|| self.err(ErrorKind::Other, "the supervisor gave no id"))
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let (pd, _) = self.locate(id)?;
+        self.ask(&pd, &Request::Start { id: id.to_owned() }, true)
+            .await?;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, timeout_s: u32) -> Result<()> {
+        let (pd, _) = self.locate(id)?;
+        let req = Request::Stop {
+            id: id.to_owned(),
+            timeout_s,
+        };
+        self.ask(&pd, &req, false).await?;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let (pd, c) = self.locate(id)?;
+        if self
+            .ask(&pd, &Request::Remove { id: id.to_owned() }, false)
+            .await?
+            .is_none()
+        {
+            // No supervisor: its sandboxes died with it; only the record is left.
+            let states = state::StateDir::new(&pd.containers());
+            states
+                .remove(id)
+                .map_err(|e| self.err(ErrorKind::Other, e.to_string()))?;
+            let log = pd.log(&c.record.name);
+            let _ = std::fs::remove_file(logs::old_file(&log));
+            let _ = std::fs::remove_file(&log);
+        }
+        Ok(())
+    }
+
+    async fn connect_network(&self, id: &str, network: &str, alias: &str) -> Result<()> {
+        let (pd, _) = self.locate(id)?;
+        let req = Request::ConnectNetwork {
+            id: id.to_owned(),
+            network: network.to_owned(),
+            alias: alias.to_owned(),
+        };
+        self.ask(&pd, &req, false).await?;
+        Ok(())
+    }
+
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        let (pd, _) = self.locate(id)?;
+        let req = Request::DisconnectNetwork {
+            id: id.to_owned(),
+            network: network.to_owned(),
+        };
+        self.ask(&pd, &req, false).await?;
+        Ok(())
+    }
+
+    async fn logs(&self, id: &str, opts: &LogOptions) -> Result<LogStream<'_>> {
+        use futures_util::StreamExt;
+        let (pd, c) = self.locate(id)?;
+        let path = pd.log(&c.record.name);
+        let (first, pos) = logs::read(&path, opts.since, opts.tail);
+        let head = futures_util::stream::iter(first.into_iter().map(Ok));
+        if !opts.follow {
+            return Ok(head.boxed());
+        }
+        let id = id.to_owned();
+        let more = futures_util::stream::unfold(
+            (path, pos, id, false),
+            move |(path, pos, id, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let (lines, next) = logs::read_from(&path, pos);
+                    if !lines.is_empty() {
+                        return Some((lines, (path, next, id, false)));
+                    }
+                    // Follow while the container runs, as the engines do.
+                    let running = self.inspect_container(&id).await.is_ok_and(|c| c.running());
+                    if !running {
+                        let (lines, next) = logs::read_from(&path, next);
+                        return Some((lines, (path, next, id, true)));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            },
+        )
+        .flat_map(|v| futures_util::stream::iter(v.into_iter().map(Ok)));
+        Ok(head.chain(more).boxed())
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecOutput> {
+        let info = self.inspect_container(id).await?;
+        let Some(pid) = info.pid.filter(|_| info.running()) else {
+            return Err(self.err(
+                ErrorKind::Other,
+                format!("container {} is not running", info.name),
+            ));
+        };
+        let (user, mut env, workdir) = self.exec_defaults(id)?;
+        let user = match &spec.user {
+            Some(u) => resolve_user(u).map_err(|e| self.err(ErrorKind::Other, e))?,
+            None => user,
+        };
+        env.extend(spec.env.clone());
+        let workdir = spec.workdir.clone().unwrap_or(workdir);
+        let cmd = exec::command(pid, user, Some(&workdir), &env, &spec.argv)
+            .map_err(|e| self.err(ErrorKind::Other, e))?;
+        let out = tokio::process::Command::from(cmd)
+            .output()
+            .await
+            .map_err(|e| {
+                self.err(
+                    ErrorKind::Other,
+                    format!("running devbox __native-exec: {e}"),
+                )
+            })?;
+        Ok(ExecOutput {
+            exit_code: i64::from(out.status.code().unwrap_or(1)),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record a native service's spec becomes, from a file as a user writes it.
+    #[test]
+    fn a_native_spec_becomes_the_record_the_supervisor_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("site")).unwrap();
+        std::fs::write(dir.path().join("web.env"), "FROM_FILE=1\n").unwrap();
+        std::fs::write(
+            dir.path().join("sandbox.toml"),
+            r#"
+[project]
+name = "recs"
+
+[volumes.cache]
+
+[services.web]
+entrypoint = ["/usr/bin/perl"]
+command = ["server.pl", "8080"]
+workdir = "/srv"
+user = "1234"
+env = { MODE = "dev" }
+env_file = "web.env"
+volumes = ["./site:/srv:ro", "cache:/cache"]
+tmpfs = ["/scratch"]
+ports = ["8080"]
+memory = "64m"
+restart = "on-failure:3"
+stop_signal = "SIGINT"
+stop_grace_period = "2s"
+healthcheck = { http = "/health", interval = "1s" }
+policy = { net = "host" }
+"#,
+        )
+        .unwrap();
+        let loaded = crate::config::load(&crate::config::LoadOptions {
+            file: Some(dir.path().join("sandbox.toml")),
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plan = crate::plan::plan(&loaded.config);
+        let spec = crate::engine::container_spec(&plan, &plan.services[0]).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let native = Native {
+            runtime: data.path().join("run"),
+            data: data.path().to_path_buf(),
+        };
+        // A named volume is the engine's directory: without it the service cannot start.
+        let missing = native.def(&spec).unwrap_err();
+        assert_eq!(missing.message, "service `web`: no volume recs_cache");
+        std::fs::create_dir_all(native.volume_dir("recs_cache")).unwrap();
+        let d = native.def(&spec).unwrap();
+        assert_eq!(d.argv, ["/usr/bin/perl", "server.pl", "8080"]);
+        assert_eq!(d.workdir, PathBuf::from("/srv"));
+        assert_eq!(d.user, Some((1234, 1234)));
+        let env: BTreeMap<_, _> = d.env.iter().cloned().collect();
+        assert_eq!(env["MODE"], "dev");
+        assert_eq!(env["FROM_FILE"], "1");
+        assert_eq!(env["PATH"], crate::runner::spec::DEFAULT_PATH);
+        assert_eq!(env["HOME"], "/");
+        assert_eq!(
+            d.binds,
+            [
+                Bind {
+                    source: dir.path().join("site"),
+                    target: "/srv".into(),
+                    read_only: true
+                },
+                Bind {
+                    source: native.volume_dir("recs_cache"),
+                    target: "/cache".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert_eq!(d.tmpfs, [PathBuf::from("/scratch")]);
+        assert_eq!(d.memory, Some(64 << 20));
+        assert_eq!(d.net, NetDef::Host);
+        assert_eq!(d.restart, RestartDef::OnFailure { max: Some(3) });
+        assert_eq!(d.stop_signal, nix::libc::SIGINT);
+        assert_eq!(d.stop_grace_s, 2);
+        let h = d.health.unwrap();
+        assert_eq!(
+            h.check,
+            Check::Http {
+                port: 8080,
+                host: "127.0.0.1".into(),
+                path: "/health".into()
+            }
+        );
+        assert_eq!(h.interval_ms, 1000);
+        assert_eq!(
+            d.ports,
+            [PortDef {
+                host_ip: "127.0.0.1".into(),
+                host_port: 8080,
+                container_port: 8080,
+                protocol: "tcp".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn http_checks_and_users_resolve() {
+        assert_eq!(
+            http_check("http://127.0.0.1:8080/health?x=1"),
+            Check::Http {
+                port: 8080,
+                host: "127.0.0.1".into(),
+                path: "/health?x=1".into()
+            }
+        );
+        assert_eq!(
+            http_check("http://localhost"),
+            Check::Http {
+                port: 80,
+                host: "localhost".into(),
+                path: "/".into()
+            }
+        );
+        assert_eq!(resolve_user(""), Ok(None));
+        assert_eq!(resolve_user("1234:99"), Ok(Some((1234, 99))));
+        assert_eq!(resolve_user("root"), Ok(Some((0, 0))));
+        assert_eq!(
+            resolve_user("no-such-user-here"),
+            Err("user `no-such-user-here` does not exist on this host".into())
+        );
+        assert!(plain_name("refbox_cache") && !plain_name("../x") && !plain_name(".x"));
+    }
+}

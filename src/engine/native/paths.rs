@@ -1,0 +1,90 @@
+//! Where the native engine keeps things: records that outlive a boot (networks and
+//! volumes) under devbox's data directory, and what lives only as long as the processes
+//! (each project's supervisor, its socket, container records and logs) under the runtime
+//! directory. Both are the caller's own: mode 0700.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "devbox")
+}
+
+/// `/var/lib/devbox/native` for root, else the user's data directory's `native`.
+pub fn data_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/devbox/native");
+    }
+    match project_dirs() {
+        Some(d) => d.data_dir().join("native"),
+        None => std::env::temp_dir()
+            .join(format!("devbox-{}", nix::unistd::geteuid()))
+            .join("data/native"),
+    }
+}
+
+/// The runtime directory's `native`: the user's runtime directory, else
+/// `$XDG_RUNTIME_DIR/devbox`, else `/run/devbox` for root, else `/tmp/devbox-UID`.
+pub fn runtime_root() -> PathBuf {
+    if let Some(d) = project_dirs().and_then(|d| d.runtime_dir().map(Path::to_path_buf)) {
+        return d.join("native");
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("devbox/native");
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        PathBuf::from("/run/devbox/native")
+    } else {
+        std::env::temp_dir()
+            .join(format!("devbox-{uid}"))
+            .join("native")
+    }
+}
+
+/// Makes `dir` and its missing parents with mode 0700.
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))
+}
+
+/// One project's runtime directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectDir {
+    pub dir: PathBuf,
+}
+
+impl ProjectDir {
+    pub fn new(root: &Path, project: &str) -> Self {
+        Self {
+            dir: root.join(project),
+        }
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("supervisor.sock")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("supervisor.pid")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join("supervisor.lock")
+    }
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.dir.join("supervisor.log")
+    }
+    pub fn containers(&self) -> PathBuf {
+        self.dir.join("containers")
+    }
+    pub fn record(&self, id: &str) -> PathBuf {
+        self.containers().join(format!("{id}.json"))
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.logs().join(format!("{name}.log"))
+    }
+}

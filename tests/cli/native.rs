@@ -1,0 +1,835 @@
+//! The native engine, for real: services without an image brought up, inspected, entered
+//! and torn down by devbox alone, with no container engine, each in a sandbox of devbox's
+//! runner held by the project's supervisor. Every case runs as root and as the
+//! unprivileged user DEVBOX_TEST_ROOTLESS_USER (through `runuser`). Each project's
+//! services carry a marker in their environment, so that whatever they started is found
+//! in /proc — and must be gone after `down`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{test_var, BIN};
+
+/// A native project in a temporary directory, with its own runtime and data
+/// directories, as one user. Dropping it takes the project down and kills whatever still
+/// carries its marker.
+struct Native {
+    user: Option<String>,
+    dir: tempfile::TempDir,
+    project: String,
+    mark: String,
+}
+
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `case` as root, then as the unprivileged user (a skip when there is none and
+/// engines are not required).
+fn each(case: impl Fn(Option<&str>)) {
+    case(None);
+    if let Some(user) = test_var(
+        "DEVBOX_TEST_ROOTLESS_USER",
+        "run scripts/setup-engines and export what it prints",
+    ) {
+        case(Some(&user));
+    }
+}
+
+impl Native {
+    /// `toml` with `{project}` and `{mark}` filled in.
+    fn new(user: Option<&str>, name: &str, toml: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("devbox-native-")
+            .tempdir()
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let who = if user.is_some() { "user" } else { "root" };
+        let project = format!("{name}-{who}");
+        let mark = format!("NATIVE_TEST_MARK={project}-{}", std::process::id());
+        let n = Self {
+            user: user.map(str::to_owned),
+            dir,
+            project,
+            mark,
+        };
+        n.write_toml(toml);
+        let rt = n.path().join("rt");
+        std::fs::create_dir(&rt).unwrap();
+        std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if let Some(u) = user {
+            let st = Command::new("chown")
+                .args(["-R", u, &n.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "chown to {u}");
+        }
+        n
+    }
+
+    fn write_toml(&self, toml: &str) {
+        let value = self.mark.split_once('=').unwrap().1;
+        let text = toml
+            .replace("{project}", &self.project)
+            .replace("{mark}", value);
+        std::fs::write(self.path().join("sandbox.toml"), text).unwrap();
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = match &self.user {
+            None => Command::new(BIN),
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", BIN]);
+                c
+            }
+        };
+        c.args(args).current_dir(self.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("DEVBOX_") {
+                c.env_remove(k);
+            }
+        }
+        // No engine to be found: the native engine needs none.
+        c.env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("HOME", self.path())
+            .env("XDG_RUNTIME_DIR", self.path().join("rt"))
+            .env("XDG_DATA_HOME", self.path().join("share"))
+            .env("XDG_STATE_HOME", self.path().join("state"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        let out = self.command(args).output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("devbox runs");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Out {
+        let o = self.run(args);
+        assert_eq!(o.code, 0, "devbox {args:?} as {:?}: {o:#?}", self.user);
+        o
+    }
+
+    /// Every process carrying this project's marker.
+    fn leftovers(&self) -> Vec<u32> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|v| v == self.mark.as_bytes()) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    /// The services' rows of `status --json`.
+    fn status(&self) -> Vec<serde_json::Value> {
+        let o = self.ok(&["status", "--json"]);
+        serde_json::from_str(&o.stdout).unwrap()
+    }
+
+    fn row(&self, service: &str) -> serde_json::Value {
+        self.status()
+            .into_iter()
+            .find(|r| r["service"] == service)
+            .unwrap_or_else(|| panic!("no row for {service}"))
+    }
+
+    fn supervisor_pid(&self) -> Option<u32> {
+        let file = self
+            .path()
+            .join("rt/devbox/native")
+            .join(&self.project)
+            .join("supervisor.pid");
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Waits (a little) for every marked process to be gone.
+    fn assert_no_leftovers(&self, after: &str) {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() > end {
+                let cmdlines: Vec<String> = left
+                    .iter()
+                    .map(|p| {
+                        std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                            .unwrap_or_default()
+                            .replace('\0', " ")
+                    })
+                    .collect();
+                panic!(
+                    "after {after}, still running as {:?}: {cmdlines:?}",
+                    self.user
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Native {
+    fn drop(&mut self) {
+        let _ = self.command(&["down"]).output();
+        for pid in self.leftovers() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(pid) = self.supervisor_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Log lines without the runner's warnings (an unprivileged user on cgroup v1 is told
+/// once per run that its limits are rlimits).
+fn own_lines(logs: &str) -> String {
+    logs.lines()
+        .filter(|l| !l.contains("| devbox: warning: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+const WEB: &str = r#"
+[project]
+name = "{project}"
+
+[services.web]
+command = ["sh", "-c", "echo hello from web; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+
+#[test]
+fn native_services_come_up_answer_and_go_with_no_container_engine() {
+    each(|who| {
+        let n = Native::new(who, "nat-life", WEB);
+        let up = n.ok(&["up"]);
+        assert!(
+            up.stderr
+                .starts_with("devbox: no service has an image: running natively (engine native)\n"),
+            "{up:#?}"
+        );
+        assert!(
+            up.stdout
+                .starts_with(&format!("{} is up on native (", n.project)),
+            "{up:#?}"
+        );
+        let web = n.row("web");
+        assert_eq!(web["state"], "running", "{web}");
+        assert_eq!(web["image"], "", "{web}");
+        let pid = web["pid"].as_u64().expect("a pid") as u32;
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "the sandbox's init runs"
+        );
+        assert!(!n.leftovers().is_empty(), "the service runs");
+
+        let logs = n.ok(&["logs", "web"]);
+        assert_eq!(
+            own_lines(&logs.stdout),
+            "web | hello from web\n",
+            "{logs:#?}"
+        );
+
+        let id = n.ok(&["exec", "-T", "web", "--", "id", "-u"]);
+        let inside_uid = id.stdout.trim().parse::<u32>().expect("a uid");
+        // The service's user (the hardened default), inside its own user namespace.
+        assert_eq!(inside_uid, 65532, "{id:#?}");
+        let failed = n.run(&[
+            "exec",
+            "-T",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ]);
+        assert_eq!(
+            (failed.code, failed.stdout.as_str(), failed.stderr.as_str()),
+            (7, "out\n", "err\n")
+        );
+        // An exec is no stronger than the service: no capabilities at all.
+        let caps = n.ok(&[
+            "exec",
+            "-T",
+            "web",
+            "--",
+            "grep",
+            "^CapEff",
+            "/proc/self/status",
+        ]);
+        assert_eq!(caps.stdout, "CapEff:\t0000000000000000\n");
+
+        // The service's environment (and -e) reach the command, and no one can read it
+        // in /proc while it runs: it is never on a command line.
+        let exec = n.command(&[
+            "exec",
+            "-T",
+            "-e",
+            "EXTRA=given",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; echo $EXTRA $NATIVE_TEST_MARK",
+        ]);
+        let running = std::thread::spawn({
+            let mut exec = exec;
+            move || exec.output().unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let mut seen = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains(&n.mark) {
+                    seen.push(cmdline);
+                }
+            }
+        }
+        let out = running.join().unwrap();
+        let value = n.mark.split_once('=').unwrap().1;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("given {value}\n")
+        );
+        assert!(seen.is_empty(), "on a command line: {seen:?}");
+
+        let down = n.ok(&["down"]);
+        assert!(
+            down.stdout
+                .starts_with(&format!("{} is down: 1 container", n.project)),
+            "{down:#?}"
+        );
+        n.assert_no_leftovers("down");
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        let after = n.row("web");
+        assert_eq!(after["state"], "not created");
+    });
+}
+
+#[test]
+fn a_second_up_keeps_the_sandboxes_and_an_edit_restarts_only_its_service() {
+    let two = r#"
+[project]
+name = "{project}"
+
+[services.a]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+
+[services.b]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-converge", two);
+        n.ok(&["up"]);
+        let pids = |n: &Native| (n.row("a")["pid"].as_u64(), n.row("b")["pid"].as_u64());
+        let first = pids(&n);
+        assert!(first.0.is_some() && first.1.is_some(), "{first:?}");
+        let again = n.ok(&["up"]);
+        assert!(again.stdout.contains(": 2 unchanged in "), "{again:#?}");
+        assert_eq!(pids(&n), first, "a second up keeps both sandboxes");
+
+        n.write_toml(&two.replacen(
+            r#"command = ["sleep", "1000"]"#,
+            r#"command = ["sleep", "2000"]"#,
+            1,
+        ));
+        let edited = n.ok(&["up"]);
+        assert!(
+            edited.stdout.contains(": 1 recreated, 1 unchanged in "),
+            "{edited:#?}"
+        );
+        let now = pids(&n);
+        assert_ne!(now.0, first.0, "the edited service was restarted");
+        assert_eq!(now.1, first.1, "the other one was left alone");
+        assert!(!Path::new(&format!("/proc/{}", first.0.unwrap())).exists());
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_double_forked_daemon_does_not_outlive_down() {
+    let daemon = r#"
+[project]
+name = "{project}"
+
+[services.d]
+command = ["sh", "-c", "setsid sh -c 'sleep 1000 & ' & exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-daemon", daemon);
+        n.ok(&["up"]);
+        // The service, and the orphan its grandchild left in a session of its own.
+        let end = Instant::now() + Duration::from_secs(5);
+        while n.leftovers().len() < 2 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(n.leftovers().len(), 2, "{:?}", n.leftovers());
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_services_with_it_and_the_next_down_cleans_up() {
+    each(|who| {
+        let n = Native::new(who, "nat-kill", WEB);
+        n.ok(&["up"]);
+        let sup = n.supervisor_pid().expect("a supervisor pid file");
+        assert!(!n.leftovers().is_empty());
+        // Detached, it holds no directory of the project's.
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{sup}/cwd")).unwrap(),
+            Path::new("/")
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(sup as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        n.assert_no_leftovers("SIGKILL of the supervisor");
+        // Its records remain: the container is reported exited, and down removes it.
+        let web = n.row("web");
+        assert_eq!(web["state"], "exited", "{web}");
+        let down = n.ok(&["down"]);
+        assert!(
+            down.stdout
+                .starts_with(&format!("{} is down: 1 container", n.project)),
+            "{down:#?}"
+        );
+        assert_eq!(n.row("web")["state"], "not created");
+    });
+}
+
+#[test]
+fn a_service_that_never_becomes_healthy_fails_up_with_its_last_lines() {
+    let sick = r#"
+[project]
+name = "{project}"
+
+[services.sick]
+command = ["sh", "-c", "echo warming up; sleep 0.1; echo cannot bind >&2; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+healthcheck = { cmd = ["false"], interval = "300ms", retries = 2 }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-sick", sick);
+        let up = n.run(&["up", "--timeout", "20s"]);
+        assert_eq!(up.code, 1, "{up:#?}");
+        assert!(
+            up.stderr
+                .contains("error: service `sick` is unhealthy\nlast log lines:\n"),
+            "{up:#?}"
+        );
+        assert!(
+            up.stderr.ends_with(
+                "  | warming up\n  | cannot bind\n  | devbox: healthcheck failed: `false` exited with code 1\n"
+            ),
+            "{up:#?}"
+        );
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn on_failure_restarts_a_service_and_counts_it() {
+    let flaky = r#"
+[project]
+name = "{project}"
+
+[services.flaky]
+command = ["sh", "-c", "echo attempt; sleep 0.2; exit 3"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+restart = "on-failure:2"
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-flaky", flaky);
+        n.ok(&["up"]);
+        // 0.2 s runs, 100 ms then 200 ms apart: the second restart ends within 2 s.
+        let end = Instant::now() + Duration::from_secs(10);
+        let row = loop {
+            let r = n.row("flaky");
+            if r["restarts"] == 2 && r["state"] == "exited" {
+                break r;
+            }
+            assert!(Instant::now() < end, "{r}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(row["restarts"], 2, "{row}");
+        let logs = n.ok(&["logs", "flaky"]);
+        assert_eq!(
+            own_lines(&logs.stdout),
+            "flaky | attempt\n".repeat(3),
+            "{logs:#?}"
+        );
+        let table = n.ok(&["status"]);
+        assert!(
+            table
+                .stdout
+                .contains("\nflaky    exited (2 restarts)  -       -      "),
+            "{table:#?}"
+        );
+        // No third restart: on-failure:2.
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(n.row("flaky")["restarts"], 2);
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn the_quickstart_verifies_natively() {
+    each(|who| {
+        let n = Native::new(who, "nat-quick", "");
+        // The example as it is, with its own project name.
+        let src = crate::util::repo().join("examples/quickstart");
+        let st = Command::new("cp")
+            .args([
+                "-r",
+                &format!("{}/.", src.display()),
+                &n.path().display().to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        if let Some(u) = who {
+            let st = Command::new("chown")
+                .args(["-R", u, &n.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let v = n.run(&["verify"]);
+        assert_eq!(v.code, 0, "{v:#?}");
+        assert!(
+            v.stdout.starts_with("✓ the page is served (",)
+                && v.stdout.contains("\n✓ the port is on loopback only (")
+                && v.stdout.contains("\nquickstart: 2 of 2 probes passed ("),
+            "{v:#?}"
+        );
+        assert!(
+            v.stderr.starts_with(
+                "devbox: no service has an image: running natively (engine native)\ndevbox: verifying on native ("
+            ),
+            "{v:#?}"
+        );
+    });
+}
+
+#[test]
+fn services_reach_each_other_by_name() {
+    let pair = r#"
+[project]
+name = "{project}"
+
+[services.server]
+command = ["/usr/bin/python3", "-c", '''
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9000))
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.sendall(b"pong from server\n")
+    c.close()
+''']
+env = { NATIVE_TEST_MARK = "{mark}" }
+healthcheck = { tcp = 9000, interval = "200ms" }
+
+[services.client]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+depends_on = { server = "healthy" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-pair", pair);
+        n.ok(&["up"]);
+        let ask = "import socket; print(socket.create_connection(('server', 9000), timeout=5).recv(100).decode(), end='')";
+        let o = n.ok(&["exec", "-T", "client", "--", "/usr/bin/python3", "-c", ask]);
+        assert_eq!(o.stdout, "pong from server\n", "{o:#?}");
+        // The server itself is not on the client's loopback.
+        let direct = n.run(&[
+            "exec",
+            "-T",
+            "client",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "import socket; socket.create_connection(('127.0.0.1', 9000), timeout=5)",
+        ]);
+        assert_eq!(direct.code, 1, "{direct:#?}");
+        assert!(
+            direct.stderr.contains("ConnectionRefusedError"),
+            "{direct:#?}"
+        );
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_published_port_taken_on_the_host_starts_nothing() {
+    each(|who| {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let toml = format!(
+            r#"
+[project]
+name = "{{project}}"
+
+[services.web]
+command = ["sleep", "1000"]
+env = {{ NATIVE_TEST_MARK = "{{mark}}" }}
+ports = ["{port}:8080"]
+"#
+        );
+        let n = Native::new(who, "nat-taken", &toml);
+        let up = n.run(&["up"]);
+        assert_eq!(up.code, 1, "{up:#?}");
+        let want = format!("error: service `web` cannot publish 127.0.0.1:{port}: it is in use");
+        assert!(up.stderr.contains(&want), "{up:#?}");
+        assert!(
+            up.stderr.ends_with(
+                "\nhint: stop what holds it, or publish another host port in sandbox.toml; devbox changed nothing\n"
+            ),
+            "{up:#?}"
+        );
+        assert!(n.leftovers().is_empty());
+        assert_eq!(n.row("web")["state"], "not created");
+        // Freed, the same file comes up and publishes it.
+        drop(held);
+        n.ok(&["up"]);
+        let web = n.row("web");
+        assert_eq!(
+            web["ports"][0],
+            format!("127.0.0.1:{port}->8080/tcp"),
+            "{web}"
+        );
+        // doctor asks the native engine, not a socket, whose the port is.
+        let doctor = n.run(&["doctor"]);
+        let line = format!(
+            "ok    port 127.0.0.1:{port}: held by this project's running container {}-web (service `web`)\n",
+            n.project
+        );
+        assert!(doctor.stdout.contains(&line), "{doctor:#?}");
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn a_service_that_ignores_its_stop_signal_is_killed_after_its_grace_period() {
+    let stubborn = r#"
+[project]
+name = "{project}"
+
+[services.stubborn]
+command = ["sh", "-c", "trap '' TERM; sleep 1000 & wait; sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+stop_grace_period = "1s"
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-grace", stubborn);
+        n.ok(&["up"]);
+        let t = Instant::now();
+        n.ok(&["down"]);
+        let took = t.elapsed();
+        // The whole sandbox goes at the end of the grace period, not before.
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn exec_on_a_terminal_attaches_it_and_passes_the_exit_code_on() {
+    each(|who| {
+        let n = Native::new(who, "nat-tty", WEB);
+        n.ok(&["up"]);
+        // `script` gives devbox a terminal for its stdin, as a user at a shell has.
+        let inner = format!("{BIN} exec web -- sh -c 'test -t 0 && echo on a terminal; exit 4'");
+        let c = n.command(&[]);
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let prog = c.get_program().to_string_lossy().into_owned();
+        // Under runuser, devbox is its last argument so far: script runs the whole line.
+        let line = if prog == "runuser" {
+            format!("runuser {} {inner}", args[..args.len() - 1].join(" "))
+        } else {
+            inner
+        };
+        let mut s = Command::new("script");
+        s.args(["-qec", &line, "/dev/null"]);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        let out = s
+            .current_dir(n.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(4), "{text}");
+        assert!(text.contains("on a terminal"), "{text}");
+    });
+}
+
+#[test]
+fn a_named_volume_keeps_its_data_across_down_until_down_volumes() {
+    let counter = r#"
+[project]
+name = "{project}"
+
+[volumes.state]
+
+[services.count]
+command = ["sh", "-c", "echo run >> /state/runs; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+volumes = ["state:/state"]
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-vol", counter);
+        n.ok(&["up"]);
+        n.ok(&["down"]);
+        n.ok(&["up"]);
+        let runs = n.ok(&["exec", "-T", "count", "--", "cat", "/state/runs"]);
+        assert_eq!(runs.stdout, "run\nrun\n", "down kept the volume: {runs:#?}");
+        let dir = n
+            .path()
+            .join("share/devbox/native/volumes")
+            .join(format!("{}_state", n.project));
+        let store = if who.is_some() {
+            dir
+        } else {
+            // Root's native data is the system's.
+            Path::new("/var/lib/devbox/native/volumes").join(format!("{}_state", n.project))
+        };
+        assert_eq!(
+            std::fs::read_to_string(store.join("runs")).unwrap(),
+            "run\nrun\n"
+        );
+        n.ok(&["down", "--volumes", "--yes"]);
+        assert!(
+            !store.exists(),
+            "down --volumes removed {}",
+            store.display()
+        );
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn up_right_after_down_meets_a_supervisor_on_its_way_out_and_still_comes_up() {
+    // The supervisor exits once it holds nothing; an `up` that reaches it while it goes
+    // must start a new one, not fail. A short idle time puts every `up` near that moment.
+    each(|who| {
+        let n = Native::new(who, "nat-idle", WEB);
+        let idle = [("DEVBOX_NATIVE_IDLE_MS", "30")];
+        for i in 0..10u64 {
+            let up = n.run_with(&["up"], &idle);
+            assert_eq!(up.code, 0, "cycle {i}: {up:#?}");
+            assert_eq!(n.row("web")["state"], "running", "cycle {i}");
+            let down = n.run_with(&["down"], &idle);
+            assert_eq!(down.code, 0, "cycle {i}: {down:#?}");
+            std::thread::sleep(Duration::from_millis(i * 7 % 50));
+        }
+        n.assert_no_leftovers("the last down");
+        let end = Instant::now() + Duration::from_secs(5);
+        while n.supervisor_pid().is_some() {
+            assert!(
+                Instant::now() < end,
+                "the supervisor did not exit once empty"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+#[test]
+fn logs_follow_a_native_service_until_it_ends() {
+    let short = r#"
+[project]
+name = "{project}"
+
+[services.short]
+command = ["sh", "-c", "echo first; sleep 1.5; echo second >&2; sleep 0.2"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-follow", short);
+        n.ok(&["up"]);
+        let t = Instant::now();
+        let logs = n.ok(&["logs", "-f", "short"]);
+        assert_eq!(
+            own_lines(&logs.stdout),
+            "short | first\nshort | second\n",
+            "{logs:#?}"
+        );
+        // It waited for the second line, and stopped once the service had ended.
+        assert!(
+            t.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let tail = n.ok(&["logs", "--tail", "1", "short"]);
+        assert_eq!(own_lines(&tail.stdout), "short | second\n", "{tail:#?}");
+        n.ok(&["down"]);
+    });
+}
