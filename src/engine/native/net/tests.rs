@@ -360,6 +360,51 @@ async fn a_published_port_is_on_loopback_only_and_detach_frees_it() {
     std::net::TcpListener::bind(on_lo).expect("the published port is free after detach");
 }
 
+/// Greets each connection at once, then waits for its end.
+const GREETER: &str = r#"
+my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0],
+    Listen => 16, ReuseAddr => 1) or die "listen: $!\n";
+$| = 1; print "ready\n";
+while (my $c = $l->accept) { print $c "hello\n"; local $/; my $d = <$c>; close $c }
+"#;
+
+#[tokio::test]
+async fn detach_ends_the_connections_through_the_sandbox() {
+    if !can_run() {
+        return;
+    }
+    let f = Fabric::new();
+    let hp = free_port();
+    let mut chat = svc("chat", &[], &[7777]);
+    chat.publish = vec![publish(hp, 7777, Protocol::Tcp)];
+    f.declare(chat);
+    let server = Sandbox::start(GREETER, &["7777"]);
+    f.attach("chat", server.pid()).await.unwrap();
+    let open = tokio::task::spawn_blocking(move || {
+        let mut open = std::net::TcpStream::connect(at(Ipv4Addr::LOCALHOST, hp)).unwrap();
+        open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut hello = [0; 6];
+        open.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"hello\n");
+        open
+    })
+    .await
+    .unwrap();
+    // Through to the server, which would wait for the client for ever.
+    f.detach("chat").await;
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut open = open;
+        let mut rest = Vec::new();
+        open.read_to_end(&mut rest).map(|_| rest)
+    })
+    .await
+    .unwrap();
+    match rest {
+        Ok(rest) => assert_eq!(rest, b""),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
 #[tokio::test]
 async fn attach_names_a_taken_host_port_and_leaves_nothing_bound() {
     if !can_run() {
