@@ -144,11 +144,14 @@ fn parse_ids(user: &str) -> Option<(u32, u32)> {
 }
 
 /// Whether the engine maps the service's user to the host user, so that bind-mounted
-/// `.data` stays writable without devbox changing ownership.
+/// `.data` stays writable without devbox changing ownership: rootless Podman with
+/// keep-id, and the native engine, whose sandboxes write as the caller (through an
+/// idmapped mount when the caller is root).
 fn keeps_host_user(info: &EngineInfo, s: &ServicePlan) -> bool {
-    info.kind == Kind::Podman
-        && info.rootless
-        && matches!(s.spec.userns, Some(Userns::KeepId { .. }))
+    info.kind == Kind::Native
+        || (info.kind == Kind::Podman
+            && info.rootless
+            && matches!(s.spec.userns, Some(Userns::KeepId { .. })))
 }
 
 /// On engines without keep-id, a service running as `uid:gid` cannot write the host's

@@ -564,6 +564,77 @@ fn the_quickstart_verifies_natively() {
     });
 }
 
+// Regression: as root, up made the service's .data directories its own (65532), as on
+// rootful engines, so the sandbox (which writes as the caller) could not write them.
+#[test]
+fn the_native_stack_verifies_natively_and_writes_data_as_the_caller() {
+    each(|who| {
+        let n = Native::new(who, "nat-stack", "");
+        let src = crate::util::repo().join("examples/native-stack");
+        let st = Command::new("cp")
+            .args([
+                "-r",
+                &format!("{}/.", src.display()),
+                &n.path().display().to_string(),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        if let Some(u) = who {
+            let st = Command::new("chown")
+                .args(["-R", u, &n.path().display().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        // Its port, made free (engine tests publish 7777 too).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = n.path().join("sandbox.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("7777", &port.to_string())).unwrap();
+        let v = n.run(&["verify"]);
+        assert_eq!(v.code, 0, "{v:#?}");
+        for probe in [
+            "✓ host reaches the server over loopback (",
+            "✓ published port is loopback-only (",
+            "✓ the worker reaches the server by name (",
+            "✓ the client round-trips over the unix socket (",
+            "✓ the server's answers land in .data, owned by the host user (",
+            "native-stack: 5 of 5 probes passed (",
+        ] {
+            assert!(v.stdout.contains(probe), "{probe}: {v:#?}");
+        }
+        // And with `up`: the declared directory stays the caller's, and the service writes it.
+        let up = n.run(&["up"]);
+        assert_eq!(up.code, 0, "{up:#?}");
+        let log = n.path().join(".data/logs/server.log");
+        let probe = n.run(&["probe"]);
+        assert_eq!(probe.code, 0, "{probe:#?}");
+        let owner = std::fs::metadata(n.path().join(".data/logs")).unwrap();
+        let want = match who {
+            None => 0,
+            Some(u) => {
+                let id = Command::new("id").args(["-u", u]).output().unwrap();
+                String::from_utf8_lossy(&id.stdout).trim().parse().unwrap()
+            }
+        };
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&owner), want);
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("answered over tcp"),
+            "{}",
+            log.display()
+        );
+        let down = n.run(&["down"]);
+        assert_eq!(down.code, 0, "{down:#?}");
+    });
+}
+
 #[test]
 fn services_reach_each_other_by_name() {
     let pair = r#"
