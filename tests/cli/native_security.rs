@@ -356,6 +356,7 @@ const GROUPS: &[(&str, &str)] = &[
     ),
     ("pids", "pids_limit = 32"),
     ("mem", r#"memory = "64m""#),
+    ("fsize", "ulimits = { fsize = 1048576 }"),
     (
         "proxy",
         r#"policy = { net = { default = "deny", allow = ["127.0.0.1:{port}"] } }"#,
@@ -441,6 +442,7 @@ fn escape_cases_are_contained_in_native_services_and_in_exec() {
             ("exec", vec!["exec".into(), "/usr/bin/id".into()]),
             ("pids", vec!["fork_bomb".into(), "400".into()]),
             ("mem", vec!["memory_hog".into(), "512".into()]),
+            ("fsize", vec!["fsize".into()]),
         ];
         for case in [
             "ptrace",
@@ -555,6 +557,8 @@ fn escape_cases_are_contained_in_native_services_and_in_exec() {
 fn check_case(what: &str, args: &[String], root: bool, code: i32, out: &str) {
     match args[0].as_str() {
         "exec" => assert!(out.contains("EACCES"), "{what}: {out}"),
+        // Python ignores SIGXFSZ, so the write fails instead of the process dying.
+        "fsize" => assert!(out.contains("EFBIG"), "{what}: {out}"),
         // A real cgroup: the kernel's OOM killer stops it (an unprivileged user on
         // cgroup v1 has RLIMIT_AS, and a MemoryError).
         "memory_hog" if root => assert_eq!(code, 137, "{what}: {out}"),
