@@ -25,6 +25,7 @@ mod import;
 mod interrupts;
 mod local_dev;
 mod native;
+mod native_security;
 mod networks;
 mod oci;
 mod pipes;

@@ -97,6 +97,8 @@ pub struct Def {
     pub cpus: Option<f64>,
     pub pids: Option<u32>,
     pub nofile: Option<u64>,
+    #[serde(default)]
+    pub fsize: Option<u64>,
     pub net: NetDef,
     pub ports: Vec<PortDef>,
     pub networks: BTreeMap<String, String>,

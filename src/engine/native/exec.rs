@@ -1,9 +1,10 @@
 //! A command inside a running native service (`devbox __native-exec`): a fresh,
 //! single-threaded devbox joins the sandbox by its init's pid — user, mount, pid,
-//! network, uts and ipc namespaces and its root — and forks the command there, as the
-//! service's user, with every capability dropped, `no_new_privs` and the runner's seccomp
-//! filter: nothing run this way is stronger than the service itself. Its exit code is
-//! passed on.
+//! network, uts and ipc namespaces and its root, and its cgroups — and forks the command
+//! there, as the service's user, with the service's rlimits, none of the caller's
+//! descriptors past stdio, every capability dropped, `no_new_privs` and the runner's
+//! seccomp filter: nothing run this way is stronger than the service itself. Its exit code
+//! is passed on.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -80,12 +81,91 @@ fn enter(pid: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Moves this process into the cgroups of `pid` it is not in, in the hierarchies devbox
+/// puts limits in: the service's limits hold for the command too.
+fn join_cgroups(pid: u32) -> Result<(), String> {
+    use crate::runner::cgroup::Layout;
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
+    let theirs = read(&format!("/proc/{pid}/cgroup"))?;
+    let ours = read("/proc/self/cgroup")?;
+    let layout = crate::runner::cgroup::detect().map_err(|e| e.to_string())?;
+    for line in theirs.lines().filter(|l| !ours.lines().any(|o| o == *l)) {
+        let mut f = line.splitn(3, ':').skip(1);
+        let (Some(controllers), Some(path)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let dir = match &layout {
+            Layout::Unified { mount, root } if controllers.is_empty() => Some(
+                mount.join(
+                    path.strip_prefix(root.as_str())
+                        .unwrap_or(path)
+                        .trim_start_matches('/'),
+                ),
+            ),
+            Layout::Legacy { hierarchies } => hierarchies
+                .iter()
+                .find(|h| {
+                    controllers
+                        .split(',')
+                        .any(|c| h.controllers.iter().any(|x| x == c))
+                })
+                .map(|h| h.mount.join(path.trim_start_matches('/'))),
+            _ => None,
+        };
+        if let Some(procs) = dir.map(|d| d.join("cgroup.procs")) {
+            std::fs::write(&procs, std::process::id().to_string())
+                .map_err(|e| format!("joining {}: {e}", procs.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The rlimits of the service's program (the first child of the sandbox's init `pid`).
+fn service_rlimits(pid: u32) -> Vec<(u32, nix::libc::rlimit)> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let Some(worker) = children
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+    else {
+        return Vec::new();
+    };
+    // Every resource Linux has, RLIMIT_CPU (0) to RLIMIT_RTTIME (15).
+    (0..16u32)
+        .filter_map(|r| {
+            let mut l = nix::libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: reads one limit of another process into `l`.
+            let got = unsafe { nix::libc::prlimit(worker, r, std::ptr::null(), &mut l) };
+            (got == 0).then_some((r, l))
+        })
+        .collect()
+}
+
 /// In the forked child: become the service's user, lock down, exec. Never returns.
-fn child(user: (u32, u32), workdir: &str, env: &[CString], argv: &[CString]) -> ! {
+fn child(
+    user: (u32, u32),
+    workdir: &str,
+    env: &[CString],
+    argv: &[CString],
+    limits: &[(u32, nix::libc::rlimit)],
+) -> ! {
     let die = |msg: String| -> ! {
         eprintln!("devbox: {msg}");
         std::process::exit(EXIT_ENTER)
     };
+    // SAFETY: raw system calls on this process's own descriptors and limits. Nothing of
+    // the caller's past stdio reaches the command; the service's limits are its own (one
+    // above this process's hard limit cannot be raised to, and stays lower).
+    unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        for (r, l) in limits {
+            nix::libc::setrlimit(*r, l);
+        }
+    }
     // SAFETY: prctl with constant arguments.
     unsafe { nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL, 0, 0, 0) };
     // Refused where the sandbox denied setgroups (an unprivileged caller's): its groups
@@ -146,6 +226,11 @@ pub fn main(pid: u32, user: Option<(u32, u32)>, workdir: Option<&str>, argv: &[S
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect();
+    if let Err(e) = join_cgroups(pid) {
+        eprintln!("devbox: {e}");
+        return EXIT_ENTER;
+    }
+    let limits = service_rlimits(pid);
     if let Err(e) = enter(pid) {
         eprintln!("devbox: {e}");
         return EXIT_ENTER;
@@ -153,7 +238,7 @@ pub fn main(pid: u32, user: Option<(u32, u32)>, workdir: Option<&str>, argv: &[S
     let workdir = workdir.unwrap_or("/");
     // SAFETY: this process is single-threaded (a fresh devbox that started no runtime).
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => child(user, workdir, &env, &argv),
+        Ok(ForkResult::Child) => child(user, workdir, &env, &argv, &limits),
         Ok(ForkResult::Parent { child }) => loop {
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, c)) => return c,

@@ -358,6 +358,7 @@ impl Native {
             cpus: spec.cpus,
             pids: spec.pids_limit,
             nofile: spec.ulimits.get("nofile").map(|u| u.soft.max(0) as u64),
+            fsize: spec.ulimits.get("fsize").map(|u| u.soft.max(0) as u64),
             net,
             ports: spec
                 .ports

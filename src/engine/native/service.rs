@@ -90,7 +90,7 @@ pub fn run_spec(def: &Def) -> Result<RunSpec, String> {
             pids: def.pids,
             cpus: def.cpus,
             nofile: def.nofile,
-            fsize: None,
+            fsize: def.fsize,
             timeout_ms: None,
             stop_grace_ms: Some(u64::from(def.stop_grace_s) * 1000),
         },
