@@ -104,3 +104,80 @@ fn every_command_in_the_docs_exists() {
         }
     }
 }
+
+/// The first cell of each row of the module table in docs/architecture.md: `a/`, `b.rs`.
+fn mapped_modules(map: &str) -> Vec<String> {
+    map.lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|l| {
+            let cell = l.split(" |").next().unwrap_or("");
+            format!("`{cell}")
+                .split('`')
+                .filter(|s| s.ends_with('/') || s.ends_with(".rs"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The files and directories a module's row names in its other cells (`tree.rs`, `cgroup/`).
+fn named_in_row<'a>(map: &'a str, module: &str) -> Vec<&'a str> {
+    let Some(row) = map
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{module}`")))
+    else {
+        return Vec::new();
+    };
+    row.split('`')
+        .skip(2)
+        .filter(|s| !s.starts_with('.') && (s.ends_with(".rs") || s.ends_with('/')))
+        .collect()
+}
+
+#[test]
+fn the_map_of_the_code_names_every_module_and_only_real_ones() {
+    let map = read("docs/architecture.md");
+    let mapped = mapped_modules(&map);
+    assert!(mapped.len() > 10, "{mapped:?}");
+    let src = repo().join("src");
+    for m in &mapped {
+        assert!(
+            src.join(m).exists(),
+            "docs/architecture.md maps src/{m}, which does not exist"
+        );
+        for f in named_in_row(&map, m)
+            .into_iter()
+            .filter(|_| m.ends_with('/'))
+        {
+            assert!(
+                src.join(m).join(f).exists(),
+                "docs/architecture.md names {f} in src/{m}, which does not exist"
+            );
+        }
+    }
+    // Every top-level module, and every engine backend, is on the map.
+    for (dir, must) in [
+        ("", mapped.clone()),
+        ("engine/", {
+            let mut v: Vec<String> = named_in_row(&map, "engine/")
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            v.push("mod.rs".into());
+            v
+        }),
+    ] {
+        for entry in std::fs::read_dir(src.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            let mut name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                name.push('/');
+            }
+            assert!(
+                must.contains(&name)
+                    || (dir.is_empty() && name == "lib.rs" && map.contains("`lib.rs`")),
+                "docs/architecture.md does not map src/{dir}{name}"
+            );
+        }
+    }
+}
