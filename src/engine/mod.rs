@@ -1,13 +1,14 @@
 //! Engines: one [`Engine`] trait, backends chosen by the [`AnyEngine`] enum — `podman`
 //! (libpod REST API through `podman-api`), `docker` (`bollard`), `native` (services
 //! without an image, each in a sandbox of devbox's own runner) and a recording `fake`
-//! for unit tests of the apply logic.
+//! for unit tests of the apply logic, compiled into test builds only.
 //!
 //! A backend translates the engine-neutral specs in this module into API calls and
 //! reports what exists. It never decides *what* to create: that is [`crate::apply`].
 
 pub mod deadline;
 pub mod docker;
+#[cfg(test)]
 pub mod fake;
 pub mod native;
 pub mod podman;
@@ -287,7 +288,6 @@ pub trait Engine {
 pub enum AnyEngine {
     Podman(Box<podman::Podman>),
     Docker(docker::Docker),
-    Fake(fake::Fake),
     Native(native::Native),
 }
 
@@ -296,7 +296,6 @@ macro_rules! each {
         match $self {
             AnyEngine::Podman($e) => $body,
             AnyEngine::Docker($e) => $body,
-            AnyEngine::Fake($e) => $body,
             AnyEngine::Native($e) => $body,
         }
     };
