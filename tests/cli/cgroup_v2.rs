@@ -2,8 +2,9 @@
 //! change), so the test boots a throwaway VM whose only cgroup file system is v2
 //! (`tests/vm/boot`, qemu on Debian's kernel) and runs the devbox under test there: as
 //! root, in the v2 root, and as uid 1000, in cgroups delegated the way systemd delegates
-//! them. `tests/vm/cgroup2` is the VM's pid 1; each case prints `case NAME ok` or
-//! `case NAME FAIL: why`.
+//! them. It covers `devbox run` and native services (a project whose services have no
+//! image, brought up and down with `up` and `down`). `tests/vm/cgroup2` is the VM's pid 1;
+//! each case prints `case NAME ok` or `case NAME FAIL: why`.
 //!
 //! Needs `DEVBOX_TEST_KERNEL` (a bzImage: `scripts/vm-kernel` fetches one), qemu and a
 //! static busybox; without them it skips, unless `DEVBOX_REQUIRE_ENGINES=1`.
@@ -27,6 +28,19 @@ const CASES: &[&str] = &[
     "user_cgroups_are_removed",
     "user_shared_cgroup_falls_back",
     "user_undelegated_cgroup_falls_back",
+    "root_native_services_come_up",
+    "root_native_service_limits_are_set",
+    "root_native_memory_hog_stops_at_the_limit",
+    "root_native_fork_bomb_stops_at_the_pids_limit",
+    "root_native_down_removes_the_cgroups_and_every_process",
+    "root_native_leaves_no_cgroup",
+    "user_native_services_come_up",
+    // A user's native services share the delegated cgroup with their supervisor, so they
+    // get the runner's fallback (tests/vm/cgroup2 says why).
+    "user_native_services_fall_back_to_rlimits_in_a_shared_cgroup",
+    "user_native_fork_bomb_stops_at_the_process_rlimit",
+    "user_native_down_removes_the_cgroups_and_every_process",
+    "user_native_leaves_no_cgroup_and_no_process",
 ];
 
 fn kernel() -> Option<String> {
