@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// Findings paired with where they are in the file.
-pub fn located(loaded: &Loaded) -> Vec<(Finding, Option<Origin>)> {
+pub(super) fn located(loaded: &Loaded) -> Vec<(Finding, Option<Origin>)> {
     audit::audit(&loaded.config)
         .into_iter()
         .map(|f| {
@@ -43,7 +43,7 @@ pub fn located(loaded: &Loaded) -> Vec<(Finding, Option<Origin>)> {
 
 /// Stops `up` and `verify` before anything starts when the project has unwaived
 /// critical findings, naming each at its place, unless `allow` (`--allow-insecure`).
-pub fn refuse_critical(loaded: &Loaded, allow: bool) -> anyhow::Result<()> {
+pub(super) fn refuse_critical(loaded: &Loaded, allow: bool) -> anyhow::Result<()> {
     let critical: Vec<(Finding, Option<Origin>)> = located(loaded)
         .into_iter()
         .filter(|(f, _)| f.severity == Severity::Critical && f.waived.is_none())
@@ -97,7 +97,7 @@ fn sarif_of_invalid(e: anyhow::Error) -> anyhow::Result<ExitCode> {
 }
 
 /// `audit: 1 critical, 2 medium (1 waived)` or `audit: clean`.
-pub fn summary_line(found: &[(Finding, Option<Origin>)]) -> String {
+pub(super) fn summary_line(found: &[(Finding, Option<Origin>)]) -> String {
     let findings: Vec<Finding> = found.iter().map(|(f, _)| f.clone()).collect();
     let counts: Vec<String> = audit::summary(&findings)
         .into_iter()
@@ -116,7 +116,7 @@ pub fn summary_line(found: &[(Finding, Option<Origin>)]) -> String {
     line
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     if a.rules {
         for r in RULES {
             let cis = r

@@ -11,7 +11,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let c = &loaded.config;
     let plural = crate::words::count;

@@ -15,7 +15,7 @@ pub struct Args {
     pub resolved: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     if let Some(key) = &a.explain {
         return match config::explain(&loaded, key) {

@@ -13,7 +13,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let rt = super::engine::runtime()?;
     let mut checks: Vec<Check> = Vec::new();
     let limits = super::engine::limits();

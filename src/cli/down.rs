@@ -31,7 +31,7 @@ pub struct Args {
     pub take_over: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = match super::load(g) {
         Ok(l) => l,
         Err(e) => project_only(g, &e)?.ok_or(e)?,
@@ -156,7 +156,7 @@ fn project_only(g: &Global, e: &anyhow::Error) -> anyhow::Result<Option<Loaded>>
 }
 
 /// Asks on the terminal; without one, only `--yes` says yes.
-pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
+pub(super) fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
     if yes {
         return Ok(true);
     }

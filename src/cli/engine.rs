@@ -6,7 +6,7 @@ use crate::config::Loaded;
 use crate::engine::{self, Deadlined, Endpoint, Limits};
 
 /// A connected engine; a `podman system service` devbox started lives as long as this.
-pub struct Connected {
+pub(super) struct Connected {
     pub engine: Deadlined,
     pub endpoint: Endpoint,
     _guard: engine::ServiceGuard,
@@ -15,21 +15,21 @@ pub struct Connected {
 /// The engine limits of this run (`--engine-timeout`), set once before any command runs.
 static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
 
-pub fn set_limits(limits: Limits) {
+pub(super) fn set_limits(limits: Limits) {
     let _ = LIMITS.set(limits);
 }
 
-pub fn limits() -> Limits {
+pub(super) fn limits() -> Limits {
     LIMITS.get().copied().unwrap_or_default()
 }
 
-pub fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
+pub(super) fn connect(loaded: &Loaded) -> anyhow::Result<Connected> {
     connect_saying(loaded, true)
 }
 
 /// As [`connect`], without a word on stderr about the engine chosen: `exec` passes its
 /// command's stderr on as it is.
-pub fn connect_quietly(loaded: &Loaded) -> anyhow::Result<Connected> {
+pub(super) fn connect_quietly(loaded: &Loaded) -> anyhow::Result<Connected> {
     connect_saying(loaded, false)
 }
 
@@ -62,7 +62,7 @@ fn connect_saying(loaded: &Loaded, say: bool) -> anyhow::Result<Connected> {
     })
 }
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)

@@ -28,7 +28,7 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
     if plan.service(&a.service).is_none() {

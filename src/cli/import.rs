@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 /// A compose file converted and loaded as devbox configuration.
-pub struct ComposeLoaded {
+pub(super) struct ComposeLoaded {
     pub imported: Imported,
     pub loaded: Loaded,
     /// The compose file as shown to the user.
@@ -35,12 +35,12 @@ pub struct ComposeLoaded {
 
 impl ComposeLoaded {
     /// Where a devbox key's setting is in the compose file, as a diagnostic origin.
-    pub fn origin(&self, key: &KeyPath) -> Option<Origin> {
+    pub(super) fn origin(&self, key: &KeyPath) -> Option<Origin> {
         let at = self.imported.locate(key)?;
         Some(self.origin_at(at))
     }
 
-    pub fn origin_at(&self, at: Loc) -> Origin {
+    pub(super) fn origin_at(&self, at: Loc) -> Origin {
         yaml_origin(&self.shown, &self.text, at)
     }
 }
@@ -72,7 +72,7 @@ fn byte_of_column(line: &str, column: usize) -> usize {
 
 /// Reads, converts and loads a compose file. A file devbox cannot read is a config
 /// error at its line and column.
-pub fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<ComposeLoaded> {
+pub(super) fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<ComposeLoaded> {
     let cwd = std::env::current_dir()?;
     let path = config::absolute(compose, &cwd);
     let shown = config::display_path(&path, &cwd);
@@ -136,7 +136,7 @@ pub fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<Co
     })
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     if let Some(out) = &a.output {
         if out.exists() && !a.force {
             anyhow::bail!(

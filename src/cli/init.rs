@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 /// Names of the built-in templates.
-pub fn template_names() -> Vec<&'static str> {
+pub(super) fn template_names() -> Vec<&'static str> {
     let mut v: Vec<&str> = TEMPLATES
         .dirs()
         .filter_map(|d| d.path().file_name().and_then(|n| n.to_str()))
@@ -34,7 +34,7 @@ fn files<'a>(d: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
     }
 }
 
-pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let Some(tpl) = TEMPLATES.get_dir(&a.template) else {
         return Err(super::UsageError(format!(
             "unknown template `{}`; available: {}",

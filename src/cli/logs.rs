@@ -40,7 +40,7 @@ fn since(s: &str) -> anyhow::Result<i64> {
     Ok(now.saturating_sub(d).as_secs() as i64)
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
     for s in &a.services {

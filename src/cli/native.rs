@@ -40,16 +40,16 @@ fn code(c: i32) -> ExitCode {
     ExitCode::from(c.clamp(0, 255) as u8)
 }
 
-pub fn supervisor(a: &SupervisorArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn supervisor(a: &SupervisorArgs) -> anyhow::Result<ExitCode> {
     native::supervisor::main(&a.dir).map_err(|e| anyhow::anyhow!("native supervisor: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn service(a: &ServiceArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn service(a: &ServiceArgs) -> anyhow::Result<ExitCode> {
     Ok(code(native::service::main(&a.dir, &a.id)))
 }
 
-pub fn exec(a: &ExecArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn exec(a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let user = match &a.user {
         None => None,
         Some(u) => match u.split_once(':').map(|(u, g)| (u.parse(), g.parse())) {

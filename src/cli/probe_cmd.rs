@@ -16,7 +16,7 @@ pub struct Args {
     pub junit: Option<PathBuf>,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
     let conn = super::engine::connect(&loaded)?;

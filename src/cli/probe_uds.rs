@@ -22,7 +22,7 @@ pub struct Args {
     pub send: String,
 }
 
-pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(a: &Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = enter::enter(Target {
         pid: a.pid,
         monitor_pid: a.monitor_pid,

@@ -42,7 +42,7 @@ pub struct Args {
     pub dir: Option<PathBuf>,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     if let (Format::Oci, Some(name), Some(dir)) = (a.format, &a.worker, &a.dir) {
         return bundle(g, name, dir);
     }

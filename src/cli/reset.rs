@@ -24,7 +24,7 @@ pub struct Args {
     pub take_over: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
     let _lock = super::lock_project(&plan.project, &plan.dir, true)?;

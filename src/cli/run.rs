@@ -92,7 +92,7 @@ pub struct Args {
     pub wait_ready: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let (name, mut worker, extra, project) = match &a.worker {
         Some(name) => {

@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Row {
+pub(super) struct Row {
     pub service: String,
     pub container: Option<String>,
     pub id: Option<String>,
@@ -35,7 +35,7 @@ pub struct Row {
     pub notes: Vec<String>,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     let plan = crate::plan::plan(&loaded.config);
     let conn = super::engine::connect(&loaded)?;

@@ -36,7 +36,7 @@ pub struct Args {
     pub take_over: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let loaded = super::load(g)?;
     super::audit::refuse_critical(&loaded, a.allow_insecure)?;

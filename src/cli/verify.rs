@@ -13,10 +13,10 @@ use crate::probe::report;
 use crate::verify::{Leftover, Stopped};
 
 /// The exit code after SIGINT or SIGTERM (128 + SIGINT, as shells report it).
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub(super) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Says what was removed of earlier, unfinished `verify` runs.
-pub fn print_leftovers(found: &[Leftover]) {
+pub(super) fn print_leftovers(found: &[Leftover]) {
     for l in found {
         if l.removed.is_empty() {
             continue;
@@ -54,7 +54,7 @@ pub struct Args {
     pub allow_insecure: bool,
 }
 
-pub fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g)?;
     super::audit::refuse_critical(&loaded, a.allow_insecure)?;
     let config = &loaded.config;

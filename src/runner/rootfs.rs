@@ -659,10 +659,10 @@ pub(crate) mod fake {
 
     /// Merged /usr: /bin, /lib and /lib64 are links into it; sh is dash; python3 a link
     /// beside its target; a project at /p.
-    pub struct Fake(pub BTreeMap<PathBuf, Kind>);
+    pub(crate) struct Fake(pub BTreeMap<PathBuf, Kind>);
 
     impl Fake {
-        pub fn debian() -> Self {
+        pub(crate) fn debian() -> Self {
             let mut m = BTreeMap::new();
             for d in [
                 "/usr",
@@ -710,7 +710,7 @@ pub(crate) mod fake {
     }
 
     /// The `transform` worker of examples/supervisor-worker, showing `mounts`.
-    pub fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
+    pub(crate) fn spec(mounts: &[(&str, MountKind)]) -> RunSpec {
         RunSpec {
             name: "transform".into(),
             argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],

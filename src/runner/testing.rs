@@ -13,11 +13,11 @@ use super::spec::{Mount, MountKind, Net, RunSpec, DEFAULT_PATH, DEFAULT_READ};
 use crate::config::model::Limits;
 
 /// The ordinary user the unprivileged runs become when the tests run as root.
-pub const ORDINARY: (u32, u32) = (1001, 1001);
+pub(crate) const ORDINARY: (u32, u32) = (1001, 1001);
 
 /// Who the forked child is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum As {
+pub(crate) enum As {
     /// The caller (root, when the tests run as root).
     Caller,
     /// An ordinary user: [`ORDINARY`] when the tests run as root, else the caller.
@@ -25,7 +25,7 @@ pub enum As {
 }
 
 /// Runs `f` in a forked child, as `who`; its `Err` (or panic) comes back as `Err`.
-pub fn in_fork(who: As, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+pub(crate) fn in_fork(who: As, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let (r, w) = nix::unistd::pipe().map_err(|e| e.to_string())?;
     // SAFETY: the child runs only `f` and exits; it never returns into the harness.
     match unsafe { fork() }.map_err(|e| e.to_string())? {
@@ -78,7 +78,7 @@ fn become_ordinary() -> Result<(), String> {
 
 /// `sh -c script` in a sandbox showing the default read-only paths and `rw` writable,
 /// with no network and a 20 s timeout.
-pub fn sh(script: &str, rw: &[PathBuf]) -> RunSpec {
+pub(crate) fn sh(script: &str, rw: &[PathBuf]) -> RunSpec {
     let mut mounts: Vec<Mount> = DEFAULT_READ
         .iter()
         .map(PathBuf::from)
@@ -114,7 +114,7 @@ pub fn sh(script: &str, rw: &[PathBuf]) -> RunSpec {
 }
 
 /// Options for a test run: no audit, warnings dropped.
-pub fn options() -> super::supervisor::Options {
+pub(crate) fn options() -> super::supervisor::Options {
     super::supervisor::Options {
         audit: std::sync::Arc::new(super::AuditLog::discard()),
         no_landlock: false,
@@ -126,6 +126,6 @@ pub fn options() -> super::supervisor::Options {
 }
 
 /// Whether a process `pid` exists.
-pub fn alive(pid: nix::unistd::Pid) -> bool {
+pub(crate) fn alive(pid: nix::unistd::Pid) -> bool {
     nix::sys::signal::kill(pid, None).is_ok()
 }

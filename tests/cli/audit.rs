@@ -389,7 +389,7 @@ fn sarif_validates_against_the_published_schema() {
 }
 
 /// Validates SARIF text against the published 2.1.0 schema with check-jsonschema.
-pub fn assert_valid_sarif(dir: &std::path::Path, sarif: &str) {
+pub(crate) fn assert_valid_sarif(dir: &std::path::Path, sarif: &str) {
     let file = dir.join("out.sarif");
     std::fs::write(&file, sarif).unwrap();
     let judge = Command::new("check-jsonschema")

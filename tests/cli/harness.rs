@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 /// One `#[test]` function, as the attribute registers it.
-pub struct Case {
+pub(crate) struct Case {
     pub module: &'static str,
     pub name: &'static str,
     pub run: fn(),
@@ -23,7 +23,7 @@ inventory::collect!(Case);
 struct Skip(String);
 
 /// Ends the running test as skipped: the harness reports it ignored, with `reason`.
-pub fn skip(reason: impl Into<String>) -> ! {
+pub(crate) fn skip(reason: impl Into<String>) -> ! {
     panic::panic_any(Skip(reason.into()))
 }
 
@@ -44,7 +44,7 @@ fn outcome(run: fn()) -> Result<Completion, Failed> {
     }
 }
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let args = Arguments::from_args();
     // A skip is not a failure: no "panicked at" line for it.
     let default_hook = panic::take_hook();

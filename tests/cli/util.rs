@@ -5,33 +5,33 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_devbox");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_devbox");
 
 /// The repository root (for `examples/`, `schema/`, `tests/fixtures/`).
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The reference project (`tests/fixtures/reference`): every key in it is part of devbox's
 /// contract, so it is kept byte for byte as it was given.
-pub fn reference_dir() -> PathBuf {
+pub(crate) fn reference_dir() -> PathBuf {
     repo().join("tests/fixtures/reference")
 }
 
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
-pub struct Devbox {
+pub(crate) struct Devbox {
     cmd: Command,
 }
 
 impl Devbox {
     /// `devbox ARGS` run in `dir`, with no DEVBOX_* variables from the outside.
-    pub fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(dir);
         for (k, _) in std::env::vars() {
@@ -43,7 +43,7 @@ impl Devbox {
         Self { cmd }
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
@@ -52,12 +52,12 @@ impl Devbox {
         self
     }
 
-    pub fn env(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn env(mut self, k: &str, v: &str) -> Self {
         self.cmd.env(k, v);
         self
     }
 
-    pub fn run(mut self) -> Output {
+    pub(crate) fn run(mut self) -> Output {
         let out = self.cmd.output().expect("devbox runs");
         Output {
             code: out.status.code().unwrap_or(-1),
@@ -68,12 +68,12 @@ impl Devbox {
 }
 
 /// A temporary project directory with files.
-pub struct Project {
+pub(crate) struct Project {
     pub dir: tempfile::TempDir,
 }
 
 impl Project {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::Builder::new()
                 .prefix("devbox-test-")
@@ -83,7 +83,7 @@ impl Project {
     }
 
     /// A project holding the reference Containerfile and scripts plus `toml` as sandbox.toml.
-    pub fn with_toml(toml: &str) -> Self {
+    pub(crate) fn with_toml(toml: &str) -> Self {
         let p = Self::new();
         for f in ["Containerfile", "server.sh", "client.sh"] {
             std::fs::copy(reference_dir().join(f), p.path().join(f)).expect("copy reference file");
@@ -92,11 +92,11 @@ impl Project {
         p
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn write(&self, rel: &str, body: &str) -> &Self {
+    pub(crate) fn write(&self, rel: &str, body: &str) -> &Self {
         let p = self.path().join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).unwrap();
@@ -105,21 +105,21 @@ impl Project {
         self
     }
 
-    pub fn devbox(&self) -> Devbox {
+    pub(crate) fn devbox(&self) -> Devbox {
         Devbox::new(self.path())
     }
 }
 
 /// Whether a missing engine, tool or test variable fails the test instead of skipping it
 /// (`DEVBOX_REQUIRE_ENGINES=1`, as `.ci/run` sets).
-pub fn required() -> bool {
+pub(crate) fn required() -> bool {
     std::env::var("DEVBOX_REQUIRE_ENGINES").as_deref() == Ok("1")
 }
 
 /// The test variable `var` when set and not empty; otherwise the test is skipped (reported
 /// as ignored, with the reason), or fails when [`required`]. `hint` says how to get it.
 /// Returns an `Option` so callers read as before; it is never `None`.
-pub fn test_var(var: &str, hint: &str) -> Option<String> {
+pub(crate) fn test_var(var: &str, hint: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
@@ -134,7 +134,7 @@ pub fn test_var(var: &str, hint: &str) -> Option<String> {
 
 /// Whether the outside tool `tool` is installed; when it is not, the test is skipped (or
 /// fails, with DEVBOX_REQUIRE_ENGINES=1). Never returns `false`.
-pub fn require(tool: &str) -> bool {
+pub(crate) fn require(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use super::def::{Check, Def};
 
 /// `Ok` when the check passes; `Err` says why not.
-pub fn probe(check: &Check, pid: u32, def: &Def, timeout: Duration) -> Result<(), String> {
+pub(super) fn probe(check: &Check, pid: u32, def: &Def, timeout: Duration) -> Result<(), String> {
     let pid_t = Pid::from_raw(pid as i32);
     let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match check {
