@@ -859,7 +859,6 @@ policy = { env = { pass = ["SECRET_FROM_HOST"] } }
 }
 
 #[test]
-#[ignore = "devbox exec does not apply the service's Landlock ruleset yet, so policy.exec.allow does not hold for a command it runs"]
 fn policy_exec_holds_for_a_command_run_by_exec() {
     each(|who| {
         let toml = format!(
