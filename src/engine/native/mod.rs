@@ -364,8 +364,11 @@ impl Native {
             memory: spec.memory,
             cpus: spec.cpus,
             pids: spec.pids_limit,
-            nofile: spec.ulimits.get("nofile").map(|u| u.soft.max(0) as u64),
-            fsize: spec.ulimits.get("fsize").map(|u| u.soft.max(0) as u64),
+            ulimits: spec
+                .ulimits
+                .iter()
+                .map(|(k, u)| (k.clone(), (u.soft, u.hard)))
+                .collect(),
             net,
             ports: spec
                 .ports
