@@ -130,18 +130,31 @@ pub fn set_service_limits(limits: Vec<Ulimit>) {
     let _ = SERVICE.set(limits);
 }
 
+/// What [`apply`] will say of the service limits in a worker of this process (which
+/// inherits its hard limits): the ones lowered to the hard limit devbox runs under.
+pub fn service_notes() -> Result<Vec<String>, Error> {
+    let service = SERVICE.get().map_or(&[][..], Vec::as_slice);
+    let (_, notes) = plan(&Limits::default(), false, service, current_hard)?;
+    Ok(notes
+        .into_iter()
+        .filter(|n| n.starts_with("ulimit "))
+        .collect())
+}
+
+fn current_hard(resource: Resource) -> Result<u64, Error> {
+    getrlimit(resource)
+        .map(|(_, hard)| hard)
+        .map_err(|source| Error::Get {
+            name: name(resource),
+            source,
+        })
+}
+
 /// Sets the limits on the calling process and returns notes (values clamped to the hard
 /// limit devbox itself runs under) for the caller to print as warnings.
 pub fn apply(limits: &Limits, fallback: bool) -> Result<Vec<String>, Error> {
     let service = SERVICE.get().map_or(&[][..], Vec::as_slice);
-    let (wants, notes) = plan(limits, fallback, service, |resource| {
-        getrlimit(resource)
-            .map(|(_, hard)| hard)
-            .map_err(|source| Error::Get {
-                name: name(resource),
-                source,
-            })
-    })?;
+    let (wants, notes) = plan(limits, fallback, service, current_hard)?;
     for w in wants {
         setrlimit(w.resource, w.soft, w.value).map_err(|source| Error::Set {
             name: name(w.resource),

@@ -164,7 +164,12 @@ pub fn main(dir: &Path, id: &str) -> i32 {
         }
     };
     match ulimits(&c.def) {
-        Ok(u) => crate::runner::rlimit::set_service_limits(u),
+        Ok(u) => {
+            crate::runner::rlimit::set_service_limits(u);
+            for n in crate::runner::rlimit::service_notes().unwrap_or_default() {
+                eprintln!("devbox: warning: {n}");
+            }
+        }
         Err(e) => {
             eprintln!("devbox: service `{}`: {e}", c.def.service);
             return EXIT_SETUP;
