@@ -890,6 +890,7 @@ volumes = ["./site:/srv:ro", "cache:/cache"]
 tmpfs = ["/scratch"]
 ports = ["8080"]
 memory = "64m"
+ulimits = { nofile = { soft = 64, hard = 128 }, nproc = 50 }
 restart = "on-failure:3"
 stop_signal = "SIGINT"
 stop_grace_period = "2s"
@@ -941,6 +942,10 @@ policy = { net = "host" }
         );
         assert_eq!(d.tmpfs, [PathBuf::from("/scratch")]);
         assert_eq!(d.memory, Some(64 << 20));
+        assert_eq!(
+            d.ulimits,
+            [("nofile".into(), (64, 128)), ("nproc".into(), (50, 50))].into()
+        );
         assert_eq!(d.net, NetDef::Host);
         assert_eq!(d.restart, RestartDef::OnFailure { max: Some(3) });
         assert_eq!(d.stop_signal, nix::libc::SIGINT);
