@@ -130,16 +130,23 @@ fn native_interactive(
     let Some(pid) = c.pid else {
         anyhow::bail!("service `{}` has no sandbox pid", a.service);
     };
-    let (user, mut vars, workdir) = engine.exec_defaults(&c.id)?;
+    let (dir, (user, mut vars, workdir)) = engine.exec_defaults(&c.id)?;
     vars.extend(env.clone());
     let user = match &a.user {
         Some(u) => crate::engine::native::resolve_user(u).map_err(anyhow::Error::msg)?,
         None => user,
     };
     let workdir = a.workdir.clone().unwrap_or(workdir);
-    let mut cmd =
-        crate::engine::native::exec::command(pid, user, Some(&workdir), &vars, &a.command)
-            .map_err(anyhow::Error::msg)?;
+    let mut cmd = crate::engine::native::exec::command(
+        &dir,
+        &c.id,
+        pid,
+        user,
+        Some(&workdir),
+        &vars,
+        &a.command,
+    )
+    .map_err(anyhow::Error::msg)?;
     let status = cmd
         .stdin(Stdio::inherit())
         .status()

@@ -24,6 +24,12 @@ pub struct ServiceArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {
+    /// The project's runtime directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The container whose record the service was started from.
+    #[arg(long)]
+    pub id: String,
     /// The sandbox's init, on this host.
     #[arg(long)]
     pub pid: u32,
@@ -58,6 +64,8 @@ pub(super) fn exec(a: &ExecArgs) -> anyhow::Result<ExitCode> {
         },
     };
     Ok(code(native::exec::main(
+        &a.dir,
+        &a.id,
         a.pid,
         user,
         a.workdir.as_deref(),

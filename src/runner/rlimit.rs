@@ -33,6 +33,13 @@
 //! not hold there. Either way it is an approximation of `pids.max`, as `RLIMIT_AS` (address
 //! space, per process, reserved as well as touched) is of `memory.max` (resident memory of
 //! the whole sandbox).
+//!
+//! A native service's `ulimits` come on top ([`set_service_limits`]): each is set soft and
+//! hard as written, in place of devbox's own value for that resource (the default core
+//! and nofile limits), and beside a fallback limit of the same resource the lower of the
+//! two holds. They too are clamped to the hard limit devbox runs under.
+
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
@@ -61,19 +68,95 @@ pub enum Error {
     },
 }
 
+/// A limit as `ulimits` writes it: a resource by its name there, soft and hard, -1 for
+/// unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ulimit {
+    pub resource: Resource,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The `ulimits` keys and the resources they limit: every name the configuration accepts.
+const KEYS: [(&str, Resource, &str); 16] = [
+    ("as", Resource::RLIMIT_AS, "RLIMIT_AS"),
+    ("core", Resource::RLIMIT_CORE, "RLIMIT_CORE"),
+    ("cpu", Resource::RLIMIT_CPU, "RLIMIT_CPU"),
+    ("data", Resource::RLIMIT_DATA, "RLIMIT_DATA"),
+    ("fsize", Resource::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
+    ("locks", Resource::RLIMIT_LOCKS, "RLIMIT_LOCKS"),
+    ("memlock", Resource::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+    ("msgqueue", Resource::RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"),
+    ("nice", Resource::RLIMIT_NICE, "RLIMIT_NICE"),
+    ("nofile", Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+    ("nproc", Resource::RLIMIT_NPROC, "RLIMIT_NPROC"),
+    ("rss", Resource::RLIMIT_RSS, "RLIMIT_RSS"),
+    ("rtprio", Resource::RLIMIT_RTPRIO, "RLIMIT_RTPRIO"),
+    ("rttime", Resource::RLIMIT_RTTIME, "RLIMIT_RTTIME"),
+    (
+        "sigpending",
+        Resource::RLIMIT_SIGPENDING,
+        "RLIMIT_SIGPENDING",
+    ),
+    ("stack", Resource::RLIMIT_STACK, "RLIMIT_STACK"),
+];
+
+/// The resource `ulimits.NAME` limits.
+pub fn resource(name: &str) -> Option<Resource> {
+    KEYS.iter().find(|k| k.0 == name).map(|k| k.1)
+}
+
+impl Ulimit {
+    /// `ulimits.NAME = { soft, hard }` (-1: unlimited); `None` for a name that is no
+    /// resource.
+    pub fn new(name: &str, soft: i64, hard: i64) -> Option<Self> {
+        let value = |v: i64| u64::try_from(v).unwrap_or(RLIM_INFINITY);
+        Some(Self {
+            resource: resource(name)?,
+            soft: value(soft),
+            hard: value(hard),
+        })
+    }
+}
+
+/// The service limits of the sandboxes this process makes.
+static SERVICE: OnceLock<Vec<Ulimit>> = OnceLock::new();
+
+/// Makes `limits` the worker's own in every sandbox this process makes from now on (the
+/// monitor of a native service, which makes one). They reach the worker the way the
+/// rest of its setup does: in the memory the sandbox's init and the worker are forked
+/// with. Only the first call counts.
+pub fn set_service_limits(limits: Vec<Ulimit>) {
+    let _ = SERVICE.set(limits);
+}
+
+/// What [`apply`] will say of the service limits in a worker of this process (which
+/// inherits its hard limits): the ones lowered to the hard limit devbox runs under.
+pub fn service_notes() -> Result<Vec<String>, Error> {
+    let service = SERVICE.get().map_or(&[][..], Vec::as_slice);
+    let (_, notes) = plan(&Limits::default(), false, service, current_hard)?;
+    Ok(notes
+        .into_iter()
+        .filter(|n| n.starts_with("ulimit "))
+        .collect())
+}
+
+fn current_hard(resource: Resource) -> Result<u64, Error> {
+    getrlimit(resource)
+        .map(|(_, hard)| hard)
+        .map_err(|source| Error::Get {
+            name: name(resource),
+            source,
+        })
+}
+
 /// Sets the limits on the calling process and returns notes (values clamped to the hard
 /// limit devbox itself runs under) for the caller to print as warnings.
 pub fn apply(limits: &Limits, fallback: bool) -> Result<Vec<String>, Error> {
-    let (wants, notes) = plan(limits, fallback, |resource| {
-        getrlimit(resource)
-            .map(|(_, hard)| hard)
-            .map_err(|source| Error::Get {
-                name: name(resource),
-                source,
-            })
-    })?;
+    let service = SERVICE.get().map_or(&[][..], Vec::as_slice);
+    let (wants, notes) = plan(limits, fallback, service, current_hard)?;
     for w in wants {
-        setrlimit(w.resource, w.value, w.value).map_err(|source| Error::Set {
+        setrlimit(w.resource, w.soft, w.value).map_err(|source| Error::Set {
             name: name(w.resource),
             value: w.value,
             source,
@@ -82,10 +165,11 @@ pub fn apply(limits: &Limits, fallback: bool) -> Result<Vec<String>, Error> {
     Ok(notes)
 }
 
-/// One limit to set, soft and hard alike.
+/// One limit to set: `value` hard, and soft as well but for a service's own (`soft`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Want {
     resource: Resource,
+    soft: u64,
     value: u64,
 }
 
@@ -94,10 +178,12 @@ struct Want {
 fn plan(
     limits: &Limits,
     fallback: bool,
+    service: &[Ulimit],
     hard: impl Fn(Resource) -> Result<u64, Error>,
 ) -> Result<(Vec<Want>, Vec<String>), Error> {
     let mut wants = vec![Want {
         resource: Resource::RLIMIT_CORE,
+        soft: 0,
         value: 0,
     }];
     let mut notes = Vec::new();
@@ -113,7 +199,11 @@ fn plan(
         } else {
             value
         };
-        wants.push(Want { resource, value });
+        wants.push(Want {
+            resource,
+            soft: value,
+            value,
+        });
         Ok(())
     };
     match limits.nofile {
@@ -133,18 +223,58 @@ fn plan(
         want(Resource::RLIMIT_NPROC, "pids", limits.pids.map(u64::from))?;
         want(Resource::RLIMIT_AS, "memory", limits.memory)?;
     }
+    for u in service {
+        let hard_now = hard(u.resource)?;
+        let mut value = u.hard;
+        if hard_now != RLIM_INFINITY && (value == RLIM_INFINITY || value > hard_now) {
+            notes.push(format!(
+                "ulimit {} hard limit {} lowered to {hard_now}, the hard limit devbox itself runs under ({})",
+                ulimit_name(u.resource),
+                shown(value),
+                name(u.resource)
+            ));
+            value = hard_now;
+        }
+        let mut soft = if u.soft == RLIM_INFINITY {
+            value
+        } else {
+            u.soft.min(value)
+        };
+        let defaults = [Resource::RLIMIT_CORE, Resource::RLIMIT_NOFILE];
+        if let Some(i) = wants.iter().position(|w| w.resource == u.resource) {
+            let w = wants.remove(i);
+            if !defaults.contains(&u.resource) {
+                value = value.min(w.value);
+                soft = soft.min(w.soft);
+            }
+        }
+        wants.push(Want {
+            resource: u.resource,
+            soft,
+            value,
+        });
+    }
     Ok((wants, notes))
 }
 
-fn name(resource: Resource) -> &'static str {
-    match resource {
-        Resource::RLIMIT_CORE => "RLIMIT_CORE",
-        Resource::RLIMIT_NOFILE => "RLIMIT_NOFILE",
-        Resource::RLIMIT_FSIZE => "RLIMIT_FSIZE",
-        Resource::RLIMIT_AS => "RLIMIT_AS",
-        Resource::RLIMIT_NPROC => "RLIMIT_NPROC",
-        _ => "a resource limit",
+/// A limit as a note shows it.
+fn shown(value: u64) -> String {
+    if value == RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        value.to_string()
     }
+}
+
+/// The `ulimits` key of `resource`.
+fn ulimit_name(resource: Resource) -> &'static str {
+    KEYS.iter().find(|k| k.1 == resource).map_or("?", |k| k.0)
+}
+
+fn name(resource: Resource) -> &'static str {
+    KEYS.iter()
+        .find(|k| k.1 == resource)
+        .map_or("a resource limit", |k| k.2)
 }
 
 #[cfg(test)]
@@ -176,7 +306,7 @@ mod tests {
         hard: &[(Resource, u64)],
     ) -> (Vec<(Resource, u64)>, Vec<String>) {
         let hard: HashMap<Resource, u64> = hard.iter().copied().collect();
-        let (wants, notes) = plan(limits, fallback, |r| {
+        let (wants, notes) = plan(limits, fallback, &[], |r| {
             Ok(hard.get(&r).copied().unwrap_or(RLIM_INFINITY))
         })
         .unwrap();
@@ -184,6 +314,47 @@ mod tests {
             wants.into_iter().map(|w| (w.resource, w.value)).collect(),
             notes,
         )
+    }
+
+    #[test]
+    fn a_services_ulimits_replace_the_defaults_keep_soft_and_hard_and_yield_to_a_fallback() {
+        let u = |name, soft, hard| Ulimit::new(name, soft, hard).unwrap();
+        let l = Limits {
+            pids: Some(50),
+            ..limits()
+        };
+        let service = [
+            u("core", -1, -1),
+            u("nofile", 64, 128),
+            u("nproc", 100, 200),
+            u("stack", 1 << 20, -1),
+            u("memlock", -1, -1),
+        ];
+        let hard: HashMap<Resource, u64> = [(Resource::RLIMIT_STACK, 8 * MIB)].into();
+        let (wants, notes) = plan(&l, true, &service, |r| {
+            Ok(hard.get(&r).copied().unwrap_or(RLIM_INFINITY))
+        })
+        .unwrap();
+        let got: Vec<_> = wants
+            .iter()
+            .map(|w| (w.resource, w.soft, w.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Resource::RLIMIT_CORE, RLIM_INFINITY, RLIM_INFINITY),
+                (Resource::RLIMIT_NOFILE, 64, 128),
+                // Beside the fallback for pids_limit = 50, the lower of the two.
+                (Resource::RLIMIT_NPROC, 50, 50),
+                (Resource::RLIMIT_STACK, MIB, 8 * MIB),
+                (Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY),
+            ]
+        );
+        assert_eq!(
+            notes,
+            ["ulimit stack hard limit unlimited lowered to 8388608, the hard limit devbox itself runs under (RLIMIT_STACK)"]
+        );
+        assert_eq!(Ulimit::new("nofiles", 1, 1), None);
     }
 
     #[test]

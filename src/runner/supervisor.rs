@@ -499,8 +499,9 @@ fn needs_cgroup(spec: &RunSpec) -> bool {
 /// sandbox's own /proc, generated /etc files, working directory and control socket),
 /// written only where it lets them be written and in the sandbox's scratch space (/tmp,
 /// /dev), and executed only when allowed. One rule per shown path: nested paths shown
-/// the same way come with their parent.
-fn landlock_rules(
+/// the same way come with their parent. (Also the rules of a command run in a native
+/// service's sandbox, which must be the same.)
+pub fn landlock_rules(
     spec: &RunSpec,
     shown: &[(PathBuf, bool)],
     control: bool,

@@ -904,3 +904,74 @@ env = { NATIVE_TEST_MARK = "{mark}" }
         n.ok(&["down"]);
     });
 }
+
+/// `/proc/self/limits` as (soft, hard) by the limit's name, for the lines `names` gives.
+fn limits_of(text: &str, names: &[&str]) -> Vec<(String, String, String)> {
+    names
+        .iter()
+        .map(|name| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {text}"));
+            let mut cols = line[name.len()..].split_whitespace();
+            let mut col = || cols.next().unwrap_or_default().to_owned();
+            ((*name).to_owned(), col(), col())
+        })
+        .collect()
+}
+
+#[test]
+fn a_native_services_ulimits_are_its_rlimits_soft_and_hard_as_written_and_an_execs_too() {
+    // Only nofile and fsize used to apply, and soft alone (as hard too).
+    let toml = r#"
+[project]
+name = "{project}"
+
+[services.lim]
+command = ["sh", "-c", "cat /proc/self/limits; echo end; exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+ulimits = { nproc = { soft = 100, hard = 200 }, stack = { soft = 1048576, hard = 4194304 }, memlock = 65536, nofile = { soft = 64, hard = 128 } }
+"#;
+    let names = [
+        "Max processes",
+        "Max stack size",
+        "Max locked memory",
+        "Max open files",
+    ];
+    let want: Vec<(String, String, String)> = [
+        ("Max processes", "100", "200"),
+        ("Max stack size", "1048576", "4194304"),
+        ("Max locked memory", "65536", "65536"),
+        ("Max open files", "64", "128"),
+    ]
+    .iter()
+    .map(|(n, s, h)| ((*n).to_owned(), (*s).to_owned(), (*h).to_owned()))
+    .collect();
+    each(|who| {
+        let n = Native::new(who, "nat-ulimits", toml);
+        n.ok(&["up"]);
+        let end = Instant::now() + Duration::from_secs(10);
+        let log = loop {
+            let log = own_lines(&n.ok(&["logs", "lim"]).stdout);
+            if log.contains("| end\n") {
+                break log.replace("lim | ", "");
+            }
+            assert!(Instant::now() < end, "{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(
+            limits_of(&log, &names),
+            want,
+            "the service as {who:?}: {log}"
+        );
+        let o = n.ok(&["exec", "-T", "lim", "--", "cat", "/proc/self/limits"]);
+        assert_eq!(
+            limits_of(&o.stdout, &names),
+            want,
+            "exec as {who:?}: {o:#?}"
+        );
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}

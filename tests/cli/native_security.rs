@@ -859,7 +859,6 @@ policy = { env = { pass = ["SECRET_FROM_HOST"] } }
 }
 
 #[test]
-#[ignore = "devbox exec does not apply the service's Landlock ruleset yet, so policy.exec.allow does not hold for a command it runs"]
 fn policy_exec_holds_for_a_command_run_by_exec() {
     each(|who| {
         let toml = format!(
@@ -871,6 +870,38 @@ fn policy_exec_holds_for_a_command_run_by_exec() {
         let o = p.exec("box-exec", &[PY, "/x/escape.py", "exec", "/usr/bin/id"]);
         assert_contained(&format!("exec as {who:?}"), o.code, &o.stdout);
         assert!(o.stdout.contains("EACCES"), "{o:#?}");
+        p.down_leaving_nothing();
+    });
+}
+
+#[test]
+fn policy_exec_holds_for_a_cmd_healthcheck() {
+    // A cmd check runs as exec does: under the service's Landlock ruleset, the program it
+    // execs is refused, and the service never becomes healthy.
+    let check = "import os; os.execv('/usr/bin/id', ['id'])";
+    each(|who| {
+        let settings = format!(
+            "{}\nhealthcheck = {{ cmd = [{PY:?}, \"-c\", {check:?}], interval = \"300ms\", retries = 2 }}",
+            group_settings("exec")
+        );
+        let toml = format!(
+            "[project]\nname = \"{{project}}\"\n{}",
+            service("checked", &settings, &[PY, "-c", BOX])
+        );
+        let p = Project::new(who, "nsec-checkexec", &toml);
+        let up = p.run(&["up", "--timeout", "20s"]);
+        assert_eq!(up.code, 1, "as {who:?}: {up:#?}");
+        assert!(
+            up.stderr
+                .contains("error: service `checked` is unhealthy\nlast log lines:\n"),
+            "as {who:?}: {up:#?}"
+        );
+        assert!(
+            up.stderr.ends_with(&format!(
+                "  | devbox: healthcheck failed: `{PY} -c {check}` exited with code 1\n"
+            )),
+            "as {who:?}: {up:#?}"
+        );
         p.down_leaving_nothing();
     });
 }

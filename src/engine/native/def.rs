@@ -96,9 +96,9 @@ pub struct Def {
     pub memory: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<u32>,
-    pub nofile: Option<u64>,
+    /// Its `ulimits`: soft and hard by key, as written (-1 unlimited).
     #[serde(default)]
-    pub fsize: Option<u64>,
+    pub ulimits: BTreeMap<String, (i64, i64)>,
     pub net: NetDef,
     pub ports: Vec<PortDef>,
     pub networks: BTreeMap<String, String>,

@@ -2,24 +2,31 @@
 //! single-threaded devbox joins the sandbox by its init's pid — user, mount, pid,
 //! network, uts and ipc namespaces and its root, and its cgroups — and forks the command
 //! there, as the service's user, with the service's rlimits, none of the caller's
-//! descriptors past stdio, every capability dropped, `no_new_privs` and the runner's
-//! seccomp filter: nothing run this way is stronger than the service itself. Its exit code
-//! is passed on.
+//! descriptors past stdio, every capability dropped, `no_new_privs`, the service's
+//! Landlock ruleset (built again from the record the service was started from, as the
+//! runner built it) and the runner's seccomp filter: nothing run this way is stronger than
+//! the service itself. Its exit code is passed on.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 
+use crate::runner::landlock::Rules;
+
 /// The exit code when the command could not be started in the sandbox.
 pub const EXIT_ENTER: i32 = 125;
 
-/// `devbox __native-exec` for `argv` in the sandbox of `pid`.
+/// `devbox __native-exec` for `argv` in the sandbox of `pid`, which runs container `id`
+/// of the project whose runtime directory is `dir`.
 pub fn command(
+    dir: &Path,
+    id: &str,
     pid: u32,
     user: Option<(u32, u32)>,
     workdir: Option<&str>,
@@ -28,7 +35,13 @@ pub fn command(
 ) -> Result<std::process::Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding devbox itself: {e}"))?;
     let mut cmd = crate::process::command(&exe.display().to_string());
-    cmd.arg("__native-exec").arg("--pid").arg(pid.to_string());
+    cmd.arg("__native-exec")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--id")
+        .arg(id)
+        .arg("--pid")
+        .arg(pid.to_string());
     if let Some((u, g)) = user {
         cmd.arg("--user").arg(format!("{u}:{g}"));
     }
@@ -145,6 +158,45 @@ fn service_rlimits(pid: u32) -> Vec<(u32, nix::libc::rlimit)> {
         .collect()
 }
 
+/// The Landlock rules the service's worker got: its record made into the run the runner
+/// made of it, the view planned over this host as the runner planned it (the
+/// supervisor's own decision: a sandbox without a control socket, Landlock wherever the
+/// kernel has it). `None` where the kernel has no Landlock, as for the service.
+fn service_landlock(dir: &Path, id: &str) -> Result<Option<Rules>, String> {
+    use crate::runner::rootfs;
+    if crate::runner::landlock::abi() <= 0 {
+        return Ok(None);
+    }
+    let pd = super::paths::ProjectDir {
+        dir: dir.to_path_buf(),
+    };
+    let c: super::def::Container = super::state::StateDir::new(&pd.containers())
+        .load(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no container {id} in {}", dir.display()))?;
+    let spec = super::service::run_spec(&c.def)?;
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let (in_uid, in_gid) = spec.user.unwrap_or((uid, gid));
+    let plan = rootfs::plan(
+        &spec,
+        &rootfs::RealFs,
+        &rootfs::Options {
+            uid: in_uid,
+            gid: in_gid,
+            hostname: spec.hostname(),
+            control_dir: false,
+            exec_by_mounts: false,
+            idmap_writable: uid == 0,
+        },
+    );
+    Ok(Some(crate::runner::supervisor::landlock_rules(
+        &spec,
+        &plan.shown,
+        false,
+    )))
+}
+
 /// In the forked child: become the service's user, lock down, exec. Never returns.
 fn child(
     user: (u32, u32),
@@ -152,6 +204,7 @@ fn child(
     env: &[CString],
     argv: &[CString],
     limits: &[(u32, nix::libc::rlimit)],
+    landlock: Option<&Rules>,
 ) -> ! {
     let die = |msg: String| -> ! {
         eprintln!("devbox: {msg}");
@@ -184,6 +237,11 @@ fn child(
     if let Err(e) = crate::runner::caps::drop_all() {
         die(format!("dropping capabilities: {e}"));
     }
+    if let Some(rules) = landlock {
+        if let Err(e) = crate::runner::landlock::restrict(rules) {
+            die(format!("landlock: {e}"));
+        }
+    }
     match crate::runner::seccomp::program() {
         Ok(p) => {
             if let Err(e) = crate::runner::seccomp::apply(&p) {
@@ -204,7 +262,14 @@ fn child(
 
 /// Runs `argv` in the sandbox of `pid` with this process's environment (which
 /// [`command`] set to the service's); returns the exit code to pass on.
-pub fn main(pid: u32, user: Option<(u32, u32)>, workdir: Option<&str>, argv: &[String]) -> i32 {
+pub fn main(
+    dir: &Path,
+    id: &str,
+    pid: u32,
+    user: Option<(u32, u32)>,
+    workdir: Option<&str>,
+    argv: &[String],
+) -> i32 {
     if argv.is_empty() {
         eprintln!("devbox: nothing to run");
         return EXIT_ENTER;
@@ -231,6 +296,15 @@ pub fn main(pid: u32, user: Option<(u32, u32)>, workdir: Option<&str>, argv: &[S
         return EXIT_ENTER;
     }
     let limits = service_rlimits(pid);
+    // Planned on the host, as the runner plans it; the paths are opened in the sandbox's
+    // root, as the worker opens them.
+    let landlock = match service_landlock(dir, id) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("devbox: the service's landlock rules: {e}");
+            return EXIT_ENTER;
+        }
+    };
     if let Err(e) = enter(pid) {
         eprintln!("devbox: {e}");
         return EXIT_ENTER;
@@ -238,7 +312,7 @@ pub fn main(pid: u32, user: Option<(u32, u32)>, workdir: Option<&str>, argv: &[S
     let workdir = workdir.unwrap_or("/");
     // SAFETY: this process is single-threaded (a fresh devbox that started no runtime).
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => child(user, workdir, &env, &argv, &limits),
+        Ok(ForkResult::Child) => child(user, workdir, &env, &argv, &limits, landlock.as_ref()),
         Ok(ForkResult::Parent { child }) => loop {
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, c)) => return c,

@@ -4,14 +4,22 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
 use super::def::{Check, Def};
 
-/// `Ok` when the check passes; `Err` says why not.
-pub(super) fn probe(check: &Check, pid: u32, def: &Def, timeout: Duration) -> Result<(), String> {
+/// `Ok` when the check passes; `Err` says why not. `run` is the container's project
+/// directory, its id and its sandbox's init.
+pub(super) fn probe(
+    check: &Check,
+    run: (&Path, &str, u32),
+    def: &Def,
+    timeout: Duration,
+) -> Result<(), String> {
+    let (dir, id, pid) = run;
     let pid_t = Pid::from_raw(pid as i32);
     let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match check {
@@ -56,7 +64,7 @@ pub(super) fn probe(check: &Check, pid: u32, def: &Def, timeout: Duration) -> Re
             // As the service: its user, environment and working directory.
             let env = def.env.iter().cloned().collect();
             let workdir = def.workdir.display().to_string();
-            let mut cmd = super::exec::command(pid, def.user, Some(&workdir), &env, argv)?;
+            let mut cmd = super::exec::command(dir, id, pid, def.user, Some(&workdir), &env, argv)?;
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             let mut child = cmd.spawn().map_err(|e| format!("running the check: {e}"))?;

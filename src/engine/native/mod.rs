@@ -37,6 +37,10 @@ use crate::plan::LABEL_PROJECT;
 /// A service's user, environment and working directory, for commands run in it.
 pub type ExecDefaults = (Option<(u32, u32)>, BTreeMap<String, String>, String);
 
+/// What a command run in a service gets: its project's runtime directory (where the
+/// record it was started from is), and the service's [`ExecDefaults`].
+pub type ExecTarget = (PathBuf, ExecDefaults);
+
 /// The native engine of this user.
 pub struct Native {
     runtime: PathBuf,
@@ -183,12 +187,15 @@ impl Native {
 
     /// What a command run in container `id` gets unless told otherwise: the service's
     /// user, environment and working directory.
-    pub fn exec_defaults(&self, id: &str) -> Result<ExecDefaults> {
-        let (_, c) = self.locate(id)?;
+    pub fn exec_defaults(&self, id: &str) -> Result<ExecTarget> {
+        let (pd, c) = self.locate(id)?;
         Ok((
-            c.def.user,
-            c.def.env.iter().cloned().collect(),
-            c.def.workdir.display().to_string(),
+            pd.dir,
+            (
+                c.def.user,
+                c.def.env.iter().cloned().collect(),
+                c.def.workdir.display().to_string(),
+            ),
         ))
     }
 
@@ -357,8 +364,11 @@ impl Native {
             memory: spec.memory,
             cpus: spec.cpus,
             pids: spec.pids_limit,
-            nofile: spec.ulimits.get("nofile").map(|u| u.soft.max(0) as u64),
-            fsize: spec.ulimits.get("fsize").map(|u| u.soft.max(0) as u64),
+            ulimits: spec
+                .ulimits
+                .iter()
+                .map(|(k, u)| (k.clone(), (u.soft, u.hard)))
+                .collect(),
             net,
             ports: spec
                 .ports
@@ -825,14 +835,14 @@ impl Engine for Native {
                 format!("container {} is not running", info.name),
             ));
         };
-        let (user, mut env, workdir) = self.exec_defaults(id)?;
+        let (dir, (user, mut env, workdir)) = self.exec_defaults(id)?;
         let user = match &spec.user {
             Some(u) => resolve_user(u).map_err(|e| self.err(ErrorKind::Other, e))?,
             None => user,
         };
         env.extend(spec.env.clone());
         let workdir = spec.workdir.clone().unwrap_or(workdir);
-        let cmd = exec::command(pid, user, Some(&workdir), &env, &spec.argv)
+        let cmd = exec::command(&dir, id, pid, user, Some(&workdir), &env, &spec.argv)
             .map_err(|e| self.err(ErrorKind::Other, e))?;
         let out = tokio::process::Command::from(cmd)
             .output()
@@ -880,6 +890,7 @@ volumes = ["./site:/srv:ro", "cache:/cache"]
 tmpfs = ["/scratch"]
 ports = ["8080"]
 memory = "64m"
+ulimits = { nofile = { soft = 64, hard = 128 }, nproc = 50 }
 restart = "on-failure:3"
 stop_signal = "SIGINT"
 stop_grace_period = "2s"
@@ -931,6 +942,10 @@ policy = { net = "host" }
         );
         assert_eq!(d.tmpfs, [PathBuf::from("/scratch")]);
         assert_eq!(d.memory, Some(64 << 20));
+        assert_eq!(
+            d.ulimits,
+            [("nofile".into(), (64, 128)), ("nproc".into(), (50, 50))].into()
+        );
         assert_eq!(d.net, NetDef::Host);
         assert_eq!(d.restart, RestartDef::OnFailure { max: Some(3) });
         assert_eq!(d.stop_signal, nix::libc::SIGINT);

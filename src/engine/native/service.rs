@@ -13,6 +13,7 @@ use super::def::{Container, Def, NetDef, Request, Response};
 use super::paths::ProjectDir;
 use super::state::StateDir;
 use crate::config::model::{Decision, Limits};
+use crate::runner::rlimit::Ulimit;
 use crate::runner::spec::{Mount, MountKind, Net, NetRules, RunSpec, DEFAULT_READ};
 
 /// The exit code when the run could not be set up (as the runner's init uses).
@@ -89,13 +90,24 @@ pub fn run_spec(def: &Def) -> Result<RunSpec, String> {
             memory: def.memory,
             pids: def.pids,
             cpus: def.cpus,
-            nofile: def.nofile,
-            fsize: def.fsize,
+            // The service's own, `ulimits` among them: see [`ulimits`].
+            nofile: None,
+            fsize: None,
             timeout_ms: None,
             stop_grace_ms: Some(u64::from(def.stop_grace_s) * 1000),
         },
         decisions: Vec::new(),
     })
+}
+
+/// The service's `ulimits`, each a limit of its worker, soft and hard as written.
+pub fn ulimits(def: &Def) -> Result<Vec<Ulimit>, String> {
+    def.ulimits
+        .iter()
+        .map(|(name, (soft, hard))| {
+            Ulimit::new(name, *soft, *hard).ok_or_else(|| format!("unknown ulimit `{name}`"))
+        })
+        .collect()
 }
 
 /// Tells the supervisor the sandbox is set up, and waits for its answer.
@@ -151,6 +163,18 @@ pub fn main(dir: &Path, id: &str) -> i32 {
             return EXIT_SETUP;
         }
     };
+    match ulimits(&c.def) {
+        Ok(u) => {
+            crate::runner::rlimit::set_service_limits(u);
+            for n in crate::runner::rlimit::service_notes().unwrap_or_default() {
+                eprintln!("devbox: warning: {n}");
+            }
+        }
+        Err(e) => {
+            eprintln!("devbox: service `{}`: {e}", c.def.service);
+            return EXIT_SETUP;
+        }
+    }
     // The runner's decisions (env, fs, net, lifecycle), beside the service's output.
     let audit_path = pd.logs().join(format!("{}.audit.jsonl", c.record.name));
     let audit = match crate::runner::AuditLog::to_file(&spec.name, &audit_path) {

@@ -677,7 +677,7 @@ impl Sup {
             };
             wait = interval;
             let Some(pid) = pid else { continue };
-            let passed = super::health::probe(&h.check, pid, &def, timeout);
+            let passed = super::health::probe(&h.check, (&self.pd.dir, id, pid), &def, timeout);
             let mut all = self.lock();
             let Some(e) = all.get_mut(id).filter(|e| e.run == run) else {
                 return;
