@@ -322,6 +322,9 @@ pub async fn wait_for<E: Engine>(
         });
     let has_check = service.spec.healthcheck.is_some();
     let mut last_poke: Option<Instant> = None;
+    // Most services are up within milliseconds on a local engine: look again soon at
+    // first, then every 100 ms.
+    let mut pause = Duration::from_millis(5);
     let fail = |problem: String| async move {
         ApplyError::Service {
             service: service.name.clone(),
@@ -370,7 +373,8 @@ pub async fn wait_for<E: Engine>(
             engine.run_healthcheck(id).await?;
             continue;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
