@@ -72,7 +72,11 @@ fn byte_of_column(line: &str, column: usize) -> usize {
 
 /// Reads, converts and loads a compose file. A file devbox cannot read is a config
 /// error at its line and column.
-pub(super) fn load_compose(g: &Global, compose: &Path, mode: Mode) -> anyhow::Result<ComposeLoaded> {
+pub(super) fn load_compose(
+    g: &Global,
+    compose: &Path,
+    mode: Mode,
+) -> anyhow::Result<ComposeLoaded> {
     let cwd = std::env::current_dir()?;
     let path = config::absolute(compose, &cwd);
     let shown = config::display_path(&path, &cwd);
