@@ -30,7 +30,7 @@ struct Out {
 
 /// Runs `case` as root, then as the unprivileged user (a skip when there is none and
 /// engines are not required).
-fn each(case: impl Fn(Option<&str>)) {
+pub(crate) fn each(case: impl Fn(Option<&str>)) {
     case(None);
     if let Some(user) = test_var(
         "DEVBOX_TEST_ROOTLESS_USER",
@@ -525,28 +525,34 @@ restart = "on-failure:2"
     });
 }
 
-#[test]
-fn the_quickstart_verifies_natively() {
-    each(|who| {
-        let n = Native::new(who, "nat-quick", "");
-        // The example as it is, with its own project name.
-        let src = crate::util::repo().join("examples/quickstart");
-        let st = Command::new("cp")
-            .args([
-                "-r",
-                &format!("{}/.", src.display()),
-                &n.path().display().to_string(),
-            ])
+/// A copy of `examples/NAME` as it is (its own project name), the user's when `who` is one.
+fn example(who: Option<&str>, name: &str) -> Native {
+    let n = Native::new(who, &format!("nat-{name}"), "");
+    let src = crate::util::repo().join("examples").join(name);
+    let st = Command::new("cp")
+        .args([
+            "-r",
+            &format!("{}/.", src.display()),
+            &n.path().display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    if let Some(u) = who {
+        let st = Command::new("chown")
+            .args(["-R", u, &n.path().display().to_string()])
             .status()
             .unwrap();
         assert!(st.success());
-        if let Some(u) = who {
-            let st = Command::new("chown")
-                .args(["-R", u, &n.path().display().to_string()])
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
+    }
+    n
+}
+
+#[test]
+fn the_quickstart_verifies_natively() {
+    each(|who| {
+        // The example as it is, with its own project name.
+        let n = example(who, "quickstart");
         let v = n.run(&["verify"]);
         assert_eq!(v.code, 0, "{v:#?}");
         assert!(
@@ -569,24 +575,7 @@ fn the_quickstart_verifies_natively() {
 #[test]
 fn the_native_stack_verifies_natively_and_writes_data_as_the_caller() {
     each(|who| {
-        let n = Native::new(who, "nat-stack", "");
-        let src = crate::util::repo().join("examples/native-stack");
-        let st = Command::new("cp")
-            .args([
-                "-r",
-                &format!("{}/.", src.display()),
-                &n.path().display().to_string(),
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        if let Some(u) = who {
-            let st = Command::new("chown")
-                .args(["-R", u, &n.path().display().to_string()])
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
+        let n = example(who, "native-stack");
         // Its port, made free (engine tests publish 7777 too).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

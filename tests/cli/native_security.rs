@@ -15,7 +15,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{repo, test_var, BIN};
+use crate::native::each;
+use crate::util::{repo, BIN};
 
 const PY: &str = "/usr/bin/python3";
 
@@ -55,18 +56,6 @@ fn assert_contained(what: &str, code: i32, stdout: &str) {
         code > 128 && !stdout.contains("ESCAPED"),
         "{what}: not contained (exit {code}): {stdout}"
     );
-}
-
-/// Runs `case` as root, then as the unprivileged user (a skip when there is none and
-/// engines are not required).
-fn each(case: impl Fn(Option<&str>)) {
-    case(None);
-    if let Some(user) = test_var(
-        "DEVBOX_TEST_ROOTLESS_USER",
-        "run scripts/setup-engines and export what it prints",
-    ) {
-        case(Some(&user));
-    }
 }
 
 impl Project {
