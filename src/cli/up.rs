@@ -95,11 +95,16 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             (report.recreated.len(), "recreated"),
             (report.started.len(), "started"),
             (report.unchanged.len(), "unchanged"),
-            (report.removed_orphans.len(), "orphans removed"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {w}"));
             }
+        }
+        if !report.removed_orphans.is_empty() {
+            parts.push(format!(
+                "{} removed",
+                crate::words::count(report.removed_orphans.len(), "orphan")
+            ));
         }
         println!(
             "{} is up on {} ({}): {} in {:.1}s",

@@ -964,3 +964,97 @@ ulimits = { nproc = { soft = 100, hard = 200 }, stack = { soft = 1048576, hard =
         n.assert_no_leftovers("down");
     });
 }
+
+#[test]
+fn always_and_unless_stopped_restart_a_clean_exit_and_completed_waits_for_the_end() {
+    let file = r#"
+[project]
+name = "{project}"
+
+[data.dirs]
+logs = {}
+
+[services.setup]
+command = ["sh", "-c", "echo prepared > /logs/setup.txt"]
+volumes = [".data/logs:/logs"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+
+[services.loop]
+command = ["sh", "-c", "cat /logs/setup.txt; sleep 0.2; exit 0"]
+volumes = [".data/logs:/logs:ro"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+depends_on = { setup = "completed" }
+restart = "always"
+
+[services.steady]
+command = ["sh", "-c", "sleep 0.2; exit 0"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+restart = "unless-stopped"
+
+[services.gone]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-policies", file);
+        let up = n.ok(&["up"]);
+        // `loop` started after `setup` had completed: its first run read setup's file.
+        assert!(
+            up.stderr.contains("loop: waiting for setup (completed)"),
+            "{up:#?}"
+        );
+        assert_eq!(n.row("setup")["state"], "exited");
+        // A clean exit is restarted under always and unless-stopped (on-failure would not).
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (l, s) = (n.row("loop"), n.row("steady"));
+            if l["restarts"].as_u64() >= Some(2) && s["restarts"].as_u64() >= Some(2) {
+                break;
+            }
+            assert!(Instant::now() < end, "{l} {s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(n.row("setup")["restarts"], 0);
+        let logs = n.ok(&["logs", "loop"]);
+        assert!(
+            own_lines(&logs.stdout).starts_with("loop | prepared\nloop | prepared\n"),
+            "{logs:#?}"
+        );
+
+        // A service taken out of the file is an orphan: kept by up, removed with
+        // --remove-orphans, its sandbox gone.
+        let gone_pid = n.row("gone")["pid"].as_u64().unwrap() as u32;
+        n.write_toml(&file.replace(
+            "\n[services.gone]\ncommand = [\"sleep\", \"1000\"]\nenv = { NATIVE_TEST_MARK = \"{mark}\" }\n",
+            "",
+        ));
+        n.ok(&["up"]);
+        assert!(std::path::Path::new(&format!("/proc/{gone_pid}")).exists());
+        let up = n.ok(&["up", "--remove-orphans"]);
+        assert!(up.stderr.contains("gone: removed (orphan)\n"), "{up:#?}");
+        assert!(up.stdout.contains(", 1 orphan removed in "), "{up:#?}");
+        assert!(n.status().iter().all(|r| r["service"] != "gone"));
+        let end = Instant::now() + Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{gone_pid}")).exists() {
+            assert!(
+                Instant::now() < end,
+                "the orphan's sandbox outlived its removal"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        // reset takes it all away: every process, and the data tree.
+        let reset = n.ok(&["reset", "--yes"]);
+        assert!(
+            reset.stdout.contains(
+                " reset: 3 containers, 1 network, 0 volumes, 0 images, 3 data entries removed\n"
+            ),
+            "{reset:#?}"
+        );
+        assert!(!n.path().join(".data/logs").exists(), "{reset:#?}");
+        n.assert_no_leftovers("reset");
+        for r in n.status() {
+            assert!(r["pid"].is_null() && r["state"] != "running", "{r}");
+        }
+    });
+}

@@ -125,6 +125,10 @@ pub struct Container {
     pub monitor: Option<u32>,
     #[serde(default)]
     pub health: Option<String>,
+    /// Its run has ended and the restart policy starts it again after a pause: engines
+    /// call that state `restarting`, and `up` waits through it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarting: bool,
 }
 
 /// A container as the protocol reports it.
@@ -149,7 +153,11 @@ impl Container {
             id: self.record.id.clone(),
             name: self.record.name.clone(),
             labels: self.def.labels.clone(),
-            state: self.record.state.engine_word().to_owned(),
+            state: if self.restarting {
+                "restarting".to_owned()
+            } else {
+                self.record.state.engine_word().to_owned()
+            },
             exit_code: self.record.exit_code.map(i64::from),
             health: if self.def.health.is_some() {
                 Some(

@@ -338,6 +338,7 @@ impl Sup {
             record,
             def,
             restarts: 0,
+            restarting: false,
             monitor: None,
             health: None,
         };
@@ -514,6 +515,8 @@ impl Sup {
         if !again {
             return;
         }
+        e.c.restarting = true;
+        let _ = self.save(&e.c);
         let lasted = e.started_at.map_or(Duration::ZERO, |t| t.elapsed());
         if lasted >= BACKOFF_RESET {
             e.quick_failures = 0;
@@ -533,12 +536,18 @@ impl Sup {
                 .wait_timeout(all, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-            match all.get(id) {
+            match all.get_mut(id) {
                 Some(e) if e.run == run && !e.stop_requested => {}
-                _ => return,
+                Some(e) => {
+                    e.c.restarting = false;
+                    let _ = self.save(&e.c);
+                    return;
+                }
+                None => return,
             }
         }
         let Some(e) = all.get_mut(id) else { return };
+        e.c.restarting = false;
         e.c.restarts += 1;
         say(&format!(
             "{}: restart {} after {} ms",
