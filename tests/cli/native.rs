@@ -14,18 +14,18 @@ use crate::util::{test_var, BIN};
 /// A native project in a temporary directory, with its own runtime and data
 /// directories, as one user. Dropping it takes the project down and kills whatever still
 /// carries its marker.
-struct Native {
-    user: Option<String>,
+pub(crate) struct Native {
+    pub(crate) user: Option<String>,
     dir: tempfile::TempDir,
-    project: String,
-    mark: String,
+    pub(crate) project: String,
+    pub(crate) mark: String,
 }
 
 #[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `case` as root, then as the unprivileged user (a skip when there is none and
@@ -42,7 +42,7 @@ pub(crate) fn each(case: impl Fn(Option<&str>)) {
 
 impl Native {
     /// `toml` with `{project}` and `{mark}` filled in.
-    fn new(user: Option<&str>, name: &str, toml: &str) -> Self {
+    pub(crate) fn new(user: Option<&str>, name: &str, toml: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("devbox-native-")
             .tempdir()
@@ -72,7 +72,7 @@ impl Native {
         n
     }
 
-    fn write_toml(&self, toml: &str) {
+    pub(crate) fn write_toml(&self, toml: &str) {
         let value = self.mark.split_once('=').unwrap().1;
         let text = toml
             .replace("{project}", &self.project)
@@ -80,20 +80,28 @@ impl Native {
         std::fs::write(self.path().join("sandbox.toml"), text).unwrap();
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.base(BIN);
+        c.args(args);
+        c
+    }
+
+    /// `program` as the project's user, in its directory, with its runtime and data
+    /// directories and no engine to be found.
+    pub(crate) fn base(&self, program: &str) -> Command {
         let mut c = match &self.user {
-            None => Command::new(BIN),
+            None => Command::new(program),
             Some(u) => {
                 let mut c = Command::new("runuser");
-                c.args(["-u", u, "--", BIN]);
+                c.args(["-u", u, "--", program]);
                 c
             }
         };
-        c.args(args).current_dir(self.path());
+        c.current_dir(self.path());
         for (k, _) in std::env::vars() {
             if k.starts_with("DEVBOX_") {
                 c.env_remove(k);
@@ -140,7 +148,7 @@ impl Native {
     }
 
     /// Every process carrying this project's marker.
-    fn leftovers(&self) -> Vec<u32> {
+    pub(crate) fn leftovers(&self) -> Vec<u32> {
         let mut found = Vec::new();
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {

@@ -12,10 +12,10 @@
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::native::each;
+use crate::native::{each, Native, Out};
 use crate::util::{repo, BIN};
 
 const PY: &str = "/usr/bin/python3";
@@ -29,19 +29,13 @@ const HOST_VARS: [(&str, &str); 2] = [
 /// A native project in a temporary directory holding escape.py, a host secret, `out/`
 /// (a service's rw volume) and `gate/`, as one user, with its own runtime and data
 /// directories. Dropping it takes the project down and kills whatever carries its marker.
-struct Project {
-    user: Option<String>,
-    dir: tempfile::TempDir,
-    project: String,
-    mark: String,
-}
+struct Project(Native);
 
-#[derive(Debug)]
-#[allow(dead_code)] // stderr is shown when a test fails
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+impl std::ops::Deref for Project {
+    type Target = Native;
+    fn deref(&self) -> &Native {
+        &self.0
+    }
 }
 
 /// The verdict of one case, as runner.rs reads it: it printed `CONTAINED:` and exited 0,
@@ -61,33 +55,16 @@ fn assert_contained(what: &str, code: i32, stdout: &str) {
 impl Project {
     /// `toml` with `{project}` and `{mark}` filled in.
     fn new(user: Option<&str>, name: &str, toml: &str) -> Self {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            .prefix("devbox-nsec-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let who = if user.is_some() { "user" } else { "root" };
-        let project = format!("{name}-{who}");
-        let mark = format!("NATIVE_TEST_MARK={project}-{}", std::process::id());
-        let p = Self {
-            user: user.map(str::to_owned),
-            dir,
-            project,
-            mark,
-        };
-        p.write_toml(toml);
+        let p = Self(Native::new(user, name, toml));
         std::fs::copy(
             repo().join("tests/fixtures/runner/escape.py"),
             p.path().join("escape.py"),
         )
         .unwrap();
         std::fs::write(p.path().join("secret.txt"), "host secret\n").unwrap();
-        for d in ["out", "gate", "rt"] {
+        for d in ["out", "gate"] {
             std::fs::create_dir(p.path().join(d)).unwrap();
         }
-        std::fs::set_permissions(p.path().join("rt"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
         if let Some(u) = user {
             let st = Command::new("chown")
                 .args(["-R", u, &p.path().display().to_string()])
@@ -98,47 +75,14 @@ impl Project {
         p
     }
 
-    fn write_toml(&self, toml: &str) {
-        let text = toml
-            .replace("{project}", &self.project)
-            .replace("{mark}", self.mark.split_once('=').unwrap().1);
-        std::fs::write(self.path().join("sandbox.toml"), text).unwrap();
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn host_path(&self, rel: &str) -> String {
         self.path().join(rel).display().to_string()
     }
 
-    /// `program` as the project's user, in its directory, with its runtime and data
-    /// directories, no engine to be found, and [`HOST_VARS`] set.
+    /// `program` as [`Native::base`] runs it, with [`HOST_VARS`] set.
     fn base(&self, program: &str) -> Command {
-        let mut c = match &self.user {
-            None => Command::new(program),
-            Some(u) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", u, "--", program]);
-                c
-            }
-        };
-        c.current_dir(self.path());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DEVBOX_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("CONTAINER_HOST", "unix:///nonexistent/podman.sock")
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env("HOME", self.path())
-            .env("XDG_RUNTIME_DIR", self.path().join("rt"))
-            .env("XDG_DATA_HOME", self.path().join("share"))
-            .env("XDG_STATE_HOME", self.path().join("state"))
-            .env("NO_COLOR", "1")
-            .envs(HOST_VARS)
-            .stdin(Stdio::null());
+        let mut c = self.0.base(program);
+        c.envs(HOST_VARS);
         c
     }
 
@@ -236,32 +180,6 @@ impl Project {
         found
     }
 
-    /// Every process carrying this project's marker.
-    fn leftovers(&self) -> Vec<u32> {
-        let mut found = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            if env.split(|b| *b == 0).any(|v| v == self.mark.as_bytes()) {
-                found.push(pid);
-            }
-        }
-        found
-    }
-
-    fn supervisor_pid(&self) -> Option<u32> {
-        let file = self
-            .path()
-            .join("rt/devbox/native")
-            .join(&self.project)
-            .join("supervisor.pid");
-        std::fs::read_to_string(file).ok()?.trim().parse().ok()
-    }
-
     /// `down`, then (a little) wait for every marked process to be gone.
     fn down_leaving_nothing(&self) {
         self.ok(&["down"]);
@@ -274,22 +192,6 @@ impl Project {
                 self.leftovers()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.command(&["down"]).output();
-        let kill = |pid: u32| {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        };
-        self.leftovers().into_iter().for_each(kill);
-        if let Some(pid) = self.supervisor_pid() {
-            kill(pid);
         }
     }
 }
