@@ -120,12 +120,7 @@ impl Native {
     }
 
     fn run(&self, args: &[&str]) -> Out {
-        let out = self.command(args).output().expect("devbox runs");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.run_with(args, &[])
     }
 
     fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
