@@ -1155,10 +1155,27 @@ mod tests {
 
     #[test]
     fn refused_upstream_gets_502() {
-        let closed = TcpListener::bind("127.0.0.1:0")
+        // A port bound but not listening refuses connections, and no other test can take
+        // it meanwhile (a listener dropped at once left a window for one to).
+        use nix::sys::socket::{
+            bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        let held = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&held),
+            &SockaddrIn::new(127, 0, 0, 1, 0),
+        )
+        .unwrap();
+        let port = getsockname::<SockaddrIn>(std::os::fd::AsRawFd::as_raw_fd(&held))
             .unwrap()
-            .local_addr()
-            .unwrap();
+            .port();
+        let closed = SocketAddr::from(([127, 0, 0, 1], port));
         let fx = start(rules(Decision::Allow, &[], &[], &[]));
         let answer = fx.ask(connect_request(closed).as_bytes());
         assert!(
