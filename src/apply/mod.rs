@@ -954,6 +954,8 @@ pub async fn down<E: Engine>(
             }
         }
     }
+    // Nothing that served the project outlives its `down`.
+    engine.release(project).await?;
     Ok(report)
 }
 

@@ -12,6 +12,9 @@ pub struct SupervisorArgs {
     /// The project's runtime directory.
     #[arg(long)]
     pub dir: PathBuf,
+    /// Exit (and stop every service) when this process ends.
+    #[arg(long)]
+    pub owner: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +50,8 @@ fn code(c: i32) -> ExitCode {
 }
 
 pub(super) fn supervisor(a: &SupervisorArgs) -> anyhow::Result<ExitCode> {
-    native::supervisor::main(&a.dir).map_err(|e| anyhow::anyhow!("native supervisor: {e}"))?;
+    native::supervisor::main(&a.dir, a.owner)
+        .map_err(|e| anyhow::anyhow!("native supervisor: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -65,10 +65,13 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         Ok(ExitCode::from(super::EXIT_FAILED))
     };
-    let conn = match super::engine::connect(&loaded) {
+    let mut conn = match super::engine::connect(&loaded) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    if !a.keep {
+        conn.engine.tie_to_this_process();
+    }
     eprintln!(
         "devbox: verifying on {} ({})",
         engine_name(&conn.endpoint),

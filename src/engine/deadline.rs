@@ -87,6 +87,11 @@ impl Deadlined {
         self.limits
     }
 
+    /// See [`AnyEngine::tie_to_this_process`].
+    pub fn tie_to_this_process(&mut self) {
+        self.inner.tie_to_this_process();
+    }
+
     fn remember(&self, c: &ContainerInfo) {
         self.names
             .lock()
@@ -450,6 +455,12 @@ impl Engine for Deadlined {
         let doing = format!("running the healthcheck of {}", self.container(id));
         let last = Mutex::new(Instant::now());
         self.watched(&doing, &last, self.inner.run_healthcheck(id))
+            .await
+    }
+    async fn release(&self, project: &str) -> Result<()> {
+        let doing = format!("letting go of what served project {project}");
+        let last = Mutex::new(Instant::now());
+        self.watched(&doing, &last, self.inner.release(project))
             .await
     }
 }

@@ -279,6 +279,12 @@ pub trait Engine {
     async fn run_healthcheck(&self, _id: &str) -> Result<()> {
         Ok(())
     }
+
+    /// Lets go of whatever serves `project` on this host once the project holds no
+    /// container (the native engine's supervisor exits at once); no-op elsewhere.
+    async fn release(&self, _project: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The engine devbox talks to, chosen at run time. Its `list_*` keep only resources
@@ -289,6 +295,17 @@ pub enum AnyEngine {
     Podman(Box<podman::Podman>),
     Docker(docker::Docker),
     Native(native::Native),
+}
+
+impl AnyEngine {
+    /// Ties whatever the engine starts on this host to serve a project to this process,
+    /// so that nothing of it outlives the process (`verify`); the daemon engines start
+    /// nothing of the kind.
+    pub fn tie_to_this_process(&mut self) {
+        if let Self::Native(n) = self {
+            n.tie_to_this_process();
+        }
+    }
 }
 
 macro_rules! each {
@@ -401,6 +418,9 @@ impl Engine for AnyEngine {
     }
     async fn run_healthcheck(&self, id: &str) -> Result<()> {
         each!(self, e => e.run_healthcheck(id).await)
+    }
+    async fn release(&self, project: &str) -> Result<()> {
+        each!(self, e => e.release(project).await)
     }
 }
 

@@ -181,6 +181,32 @@ impl Native {
         std::fs::read_to_string(file).ok()?.trim().parse().ok()
     }
 
+    /// The live processes (not zombies) whose command line has `word` and this project's
+    /// directory: its supervisors (`__native-supervisor`), a `verify` of it.
+    fn processes(&self, word: &str) -> Vec<u32> {
+        let dir = self.path().display().to_string();
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            let here = cmd.contains(&dir) || cwd.starts_with(self.path());
+            if cmd.contains(word) && here && !cmd.starts_with("runuser") {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    fn supervisors(&self) -> Vec<u32> {
+        self.processes("__native-supervisor")
+    }
+
     /// Waits (a little) for every marked process to be gone.
     fn assert_no_leftovers(&self, after: &str) {
         let end = Instant::now() + Duration::from_secs(5);
@@ -558,6 +584,8 @@ fn the_quickstart_verifies_natively() {
         let n = example(who, "quickstart");
         let v = n.run(&["verify"]);
         assert_eq!(v.code, 0, "{v:#?}");
+        // Verify's supervisor ended with it.
+        assert_eq!(n.supervisors(), Vec::<u32>::new(), "after verify");
         assert!(
             v.stdout.starts_with("✓ the page is served (",)
                 && v.stdout.contains("\n✓ the port is on loopback only (")
@@ -834,6 +862,87 @@ volumes = ["state:/state"]
             store.display()
         );
         n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
+fn down_lets_the_supervisor_go_before_it_returns() {
+    each(|who| {
+        let n = Native::new(who, "nat-release", WEB);
+        n.ok(&["up"]);
+        assert_eq!(n.supervisors().len(), 1, "one supervisor while up");
+        n.ok(&["down"]);
+        // No waiting: nothing that served the project outlives its `down`.
+        assert_eq!(
+            n.supervisors(),
+            Vec::<u32>::new(),
+            "a supervisor outlived down"
+        );
+        assert_eq!(n.supervisor_pid(), None);
+        n.assert_no_leftovers("down");
+        // And the next `up` starts one afresh.
+        n.ok(&["up"]);
+        assert_eq!(n.row("web")["state"], "running");
+    });
+}
+
+#[test]
+fn a_killed_verify_takes_its_supervisor_and_services_with_it() {
+    let slow = r#"
+[project]
+name = "{project}"
+
+[services.web]
+command = ["sh", "-c", "exec sleep 1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+
+[services.slow]
+command = ["sleep", "1000"]
+env = { NATIVE_TEST_MARK = "{mark}" }
+depends_on = { web = "started" }
+healthcheck = { cmd = ["false"], interval = "1s", retries = 100 }
+"#;
+    each(|who| {
+        let n = Native::new(who, "nat-vkill", slow);
+        let mut verify = n.command(&["verify"]);
+        let mut child = verify
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while n.leftovers().len() < 2 {
+            assert!(Instant::now() < end, "verify never started both services");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let devbox = n.processes(" verify");
+        assert_eq!(devbox.len(), 1, "one devbox verify: {devbox:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(devbox[0] as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        n.assert_no_leftovers("SIGKILL of verify");
+        let end = Instant::now() + Duration::from_secs(5);
+        while !n.supervisors().is_empty() {
+            assert!(Instant::now() < end, "verify's supervisor outlived it");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The next verify finds what the killed one left, and removes it.
+        n.write_toml(WEB);
+        let v = n.run(&["verify"]);
+        assert_eq!(v.code, 0, "{v:#?}");
+        assert!(
+            v.stderr
+                .contains("note: removed what an unfinished `devbox verify` left (project "),
+            "{v:#?}"
+        );
+        assert_eq!(
+            n.supervisors(),
+            Vec::<u32>::new(),
+            "after the second verify"
+        );
     });
 }
 

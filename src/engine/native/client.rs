@@ -33,8 +33,9 @@ pub fn lock(pd: &ProjectDir) -> std::io::Result<Flock<File>> {
         .map_err(|(_, e)| std::io::Error::other(format!("locking {}: {e}", path.display())))
 }
 
-/// Starts the project's supervisor unless one answers, and waits for its socket.
-pub fn ensure(pd: &ProjectDir) -> Result<(), String> {
+/// Starts the project's supervisor unless one answers, and waits for its socket. One
+/// started with an `owner` exits when that process does.
+pub fn ensure(pd: &ProjectDir, owner: Option<u32>) -> Result<(), String> {
     let _lock = lock(pd).map_err(|e| e.to_string())?;
     let socket = pd.socket();
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -48,6 +49,7 @@ pub fn ensure(pd: &ProjectDir) -> Result<(), String> {
     cmd.arg("__native-supervisor")
         .arg("--dir")
         .arg(&pd.dir)
+        .args(owner.map(|p| format!("--owner={p}")))
         .stdout(log)
         .stderr(err);
     let mut child = cmd
@@ -73,6 +75,46 @@ pub fn ensure(pd: &ProjectDir) -> Result<(), String> {
     // It lives on in its own session; this process does not wait for it.
     drop(child);
     Ok(())
+}
+
+/// Asks the project's supervisor to exit if it holds nothing, and waits until it has.
+/// Whether one was there to ask, or holds something still, is all the same to the caller.
+pub async fn release(pd: &ProjectDir) -> Result<(), AskError> {
+    let Some(pid) = std::fs::read_to_string(pd.pid_file())
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    match ask(pd, &Request::Shutdown).await {
+        Ok(r) if r.error.is_none() => {}
+        Ok(_) | Err(AskError::Absent) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        // This process's own child (it started it) is reaped, not left a zombie.
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => return Ok(()),
+            Err(_) if !ended(pid) => {}
+            Err(_) => return Ok(()),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Err(AskError::Io(format!(
+        "the supervisor (pid {pid}) did not exit within 5s of being asked"
+    )))
+}
+
+/// Whether `pid` is gone (or a zombie, whose parent is not this process).
+fn ended(pid: nix::unistd::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// One request, one answer.

@@ -212,6 +212,9 @@ pub enum Request {
         id: String,
         network: String,
     },
+    /// Exit now, if holding nothing (else a conflict): the last `down` of a project lets
+    /// its supervisor go instead of leaving it idle.
+    Shutdown,
     /// From a monitor: its sandbox's init is set up and waits; the answer lets it go.
     Started {
         id: String,

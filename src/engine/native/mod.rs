@@ -45,6 +45,8 @@ pub type ExecTarget = (PathBuf, ExecDefaults);
 pub struct Native {
     runtime: PathBuf,
     data: PathBuf,
+    /// The process the supervisors this one starts die with (a `verify`).
+    owner: Option<u32>,
 }
 
 impl Default for Native {
@@ -85,7 +87,14 @@ impl Native {
         Self {
             runtime: paths::runtime_root(),
             data: paths::data_root(),
+            owner: None,
         }
+    }
+
+    /// Ties the supervisors this engine starts to this process: they stop their services
+    /// and exit when it ends, however it ends (`verify`, which keeps nothing running).
+    pub fn tie_to_this_process(&mut self) {
+        self.owner = Some(std::process::id());
     }
 
     /// Where the supervisors live (the engine's "socket" in messages).
@@ -156,8 +165,8 @@ impl Native {
     ) -> Result<Option<def::Response>> {
         for _ in 0..3 {
             if start {
-                let pd = pd.clone();
-                tokio::task::spawn_blocking(move || client::ensure(&pd))
+                let (pd, owner) = (pd.clone(), self.owner);
+                tokio::task::spawn_blocking(move || client::ensure(&pd, owner))
                     .await
                     .map_err(|e| self.err(ErrorKind::Other, e.to_string()))?
                     .map_err(|e| self.err(ErrorKind::Unreachable, e))?;
@@ -827,6 +836,15 @@ impl Engine for Native {
         Ok(head.chain(more).boxed())
     }
 
+    async fn release(&self, project: &str) -> Result<()> {
+        client::release(&self.project(project))
+            .await
+            .map_err(|e| match e {
+                AskError::Absent => self.err(ErrorKind::Unreachable, "the supervisor vanished"),
+                AskError::Io(m) => self.err(ErrorKind::Unreachable, m),
+            })
+    }
+
     async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecOutput> {
         let info = self.inspect_container(id).await?;
         let Some(pid) = info.pid.filter(|_| info.running()) else {
@@ -911,6 +929,7 @@ policy = { net = "host" }
         let native = Native {
             runtime: data.path().join("run"),
             data: data.path().to_path_buf(),
+            owner: None,
         };
         // A named volume is the engine's directory: without it the service cannot start.
         let missing = native.def(&spec).unwrap_err();

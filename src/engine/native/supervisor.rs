@@ -139,8 +139,9 @@ fn say(what: &str) {
 }
 
 /// Runs the supervisor of the project whose runtime directory is `dir`. Returns only on
-/// a setup error.
-pub fn main(dir: &Path) -> Result<(), String> {
+/// a setup error. With an `owner` (a `verify`), it exits when that process ends, and its
+/// services with it.
+pub fn main(dir: &Path, owner: Option<u32>) -> Result<(), String> {
     let _ = nix::unistd::setsid();
     let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Holding the caller's directory would keep it busy (a checkout, verify's scratch copy).
@@ -149,6 +150,9 @@ pub fn main(dir: &Path) -> Result<(), String> {
     // own, so that it may join its services' network namespaces (healthchecks, ports).
     crate::runner::netns::own_user_namespace()
         .map_err(|e| format!("taking a user namespace: {e}"))?;
+    if let Some(owner) = owner {
+        exit_with(owner).map_err(|e| format!("watching process {owner}: {e}"))?;
+    }
     let pd = ProjectDir {
         dir: dir.to_path_buf(),
     };
@@ -225,6 +229,38 @@ pub fn main(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Exits (its monitors, and so its sandboxes, die with it) as soon as process `owner`
+/// ends — at once if it has already.
+fn exit_with(owner: u32) -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, owner as nix::libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(nix::libc::ESRCH) {
+            std::process::exit(0);
+        }
+        return Err(e);
+    }
+    // SAFETY: the descriptor was just opened and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    std::thread::spawn(move || loop {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            PollFlags::POLLIN,
+        )];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => {
+                say(&format!("process {owner}, which started it, has ended"));
+                std::process::exit(0);
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Only the supervisor's own user (or root) may talk to it.
 fn same_user(s: &UnixStream) -> bool {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
@@ -253,14 +289,23 @@ impl Sup {
         if r.read_line(&mut line).is_err() {
             return;
         }
+        let mut shutdown = false;
         let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => self.handle(req),
+            Ok(req) => {
+                let asked = matches!(req, Request::Shutdown);
+                let r = self.handle(req);
+                shutdown = asked && r.is_ok();
+                r
+            }
             Err(e) => Err((Failure::Other, format!("a request devbox cannot read: {e}"))),
         };
         let resp = resp.unwrap_or_else(|(k, m)| Response::fail(k, m));
         let mut text = serde_json::to_vec(&resp).expect("responses serialize");
         text.push(b'\n');
         let _ = (&conn).write_all(&text);
+        if shutdown {
+            self.exit_if_empty();
+        }
     }
 
     fn handle(self: &Arc<Self>, req: Request) -> Reply {
@@ -299,6 +344,11 @@ impl Sup {
                 self.fabric.declare(service_net(&e.c.def));
                 Ok(Response::default())
             }
+            // `serve` exits once the answer is sent.
+            Request::Shutdown => match self.lock().len() {
+                0 => Ok(Response::default()),
+                held => Err((Failure::Conflict, format!("still holds {held} containers"))),
+            },
             Request::Started { id, monitor, pid } => {
                 let mut all = self.lock();
                 let e = all.get_mut(&id).ok_or_else(|| not_found(&id))?;
@@ -718,14 +768,21 @@ impl Sup {
         let sup = self.clone();
         std::thread::spawn(move || {
             std::thread::sleep(idle_exit());
-            let all = sup.lock();
-            if !all.is_empty() {
-                return;
-            }
-            let _lock = super::client::lock(&sup.pd);
-            let _ = std::fs::remove_file(sup.pd.socket());
-            let _ = std::fs::remove_file(sup.pd.pid_file());
-            std::process::exit(0);
+            sup.exit_if_empty();
         });
+    }
+
+    /// Exits unless it holds a container. It keeps holding its state while it takes the
+    /// clients' lock, so a request that came meanwhile is never acted on: its connection
+    /// closes unanswered, and the client starts a new supervisor.
+    fn exit_if_empty(&self) {
+        let all = self.lock();
+        if !all.is_empty() {
+            return;
+        }
+        let _lock = super::client::lock(&self.pd);
+        let _ = std::fs::remove_file(self.pd.socket());
+        let _ = std::fs::remove_file(self.pd.pid_file());
+        std::process::exit(0);
     }
 }
