@@ -15,6 +15,9 @@ pub struct SupervisorArgs {
     /// Exit (and stop every service) when this process ends.
     #[arg(long)]
     pub owner: Option<u32>,
+    /// The cgroup nest it runs in, in which each service's monitor gets a cgroup.
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +53,7 @@ fn code(c: i32) -> ExitCode {
 }
 
 pub(super) fn supervisor(a: &SupervisorArgs) -> anyhow::Result<ExitCode> {
-    native::supervisor::main(&a.dir, a.owner)
+    native::supervisor::main(&a.dir, a.owner, a.cgroup.as_deref())
         .map_err(|e| anyhow::anyhow!("native supervisor: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -35,12 +35,14 @@ const CASES: &[&str] = &[
     "root_native_down_removes_the_cgroups_and_every_process",
     "root_native_leaves_no_cgroup",
     "user_native_services_come_up",
-    // A user's native services share the delegated cgroup with their supervisor, so they
-    // get the runner's fallback (tests/vm/cgroup2 says why).
-    "user_native_services_fall_back_to_rlimits_in_a_shared_cgroup",
-    "user_native_fork_bomb_stops_at_the_process_rlimit",
+    "user_native_service_limits_are_set",
+    "user_native_memory_hog_stops_at_the_limit",
+    "user_native_fork_bomb_stops_at_the_pids_limit",
     "user_native_down_removes_the_cgroups_and_every_process",
     "user_native_leaves_no_cgroup_and_no_process",
+    "user_native_killed_supervisor_leaves_nothing_after_down",
+    "user_native_shared_cgroup_falls_back_to_rlimits",
+    "user_native_shared_cgroup_down_leaves_no_process",
 ];
 
 fn kernel() -> Option<String> {

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+use std::os::unix::ffi::OsStringExt;
+
 use super::def::{Request, Response};
 use super::paths::{make_private, ProjectDir};
+use crate::runner::cgroup;
 
 /// Why a question got no answer.
 #[derive(Debug)]
@@ -52,9 +55,11 @@ pub fn ensure(pd: &ProjectDir, owner: Option<u32>) -> Result<(), String> {
         .args(owner.map(|p| format!("--owner={p}")))
         .stdout(log)
         .stderr(err);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("starting the supervisor: {e}"))?;
+    let nest = nest_for(pd, &mut cmd)?;
+    let mut child = cmd.spawn().map_err(|e| {
+        forget_nest(pd, nest.as_ref());
+        format!("starting the supervisor: {e}")
+    })?;
     let start = Instant::now();
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         if let Ok(Some(s)) = child.try_wait() {
@@ -77,30 +82,96 @@ pub fn ensure(pd: &ProjectDir, owner: Option<u32>) -> Result<(), String> {
     Ok(())
 }
 
+/// An ordinary user's supervisor on cgroup v2 lives in a cgroup nest of its own, so that
+/// its services can have cgroups with limits (`runner::cgroup::Nest`): made here, from
+/// the caller's delegated cgroup, and joined by the supervisor before it execs. Where
+/// none can be had, the services fall back as the runner does (each says why in its log).
+/// A nest an earlier supervisor left (it was killed) goes first.
+fn nest_for(
+    pd: &ProjectDir,
+    cmd: &mut std::process::Command,
+) -> Result<Option<cgroup::Nest>, String> {
+    remove_nest(pd);
+    let name = pd
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nest = match cgroup::Nest::make(&name) {
+        Ok(Ok(n)) => n,
+        Ok(Err(_declined)) => return Ok(None),
+        Err(e) => return Err(format!("making the supervisor's cgroup: {e}")),
+    };
+    let recorded = crate::fsutil::write_atomic(
+        &pd.cgroup_file(),
+        nest.dir().as_os_str().as_encoded_bytes(),
+        0o600,
+    );
+    let joined = recorded.map_err(|e| e.to_string()).and_then(|()| {
+        cgroup::join_before_exec(cmd, &nest.supervisor()).map_err(|e| e.to_string())
+    });
+    if let Err(e) = joined {
+        forget_nest(pd, Some(&nest));
+        return Err(format!("making the supervisor's cgroup: {e}"));
+    }
+    cmd.arg("--cgroup").arg(nest.dir());
+    Ok(Some(nest))
+}
+
+fn forget_nest(pd: &ProjectDir, nest: Option<&cgroup::Nest>) {
+    if let Some(n) = nest {
+        let _ = n.remove();
+    }
+    let _ = std::fs::remove_file(pd.cgroup_file());
+}
+
+/// Removes the nest of a supervisor that has exited, with whatever is left in it.
+fn remove_nest(pd: &ProjectDir) {
+    let Ok(dir) = std::fs::read(pd.cgroup_file()) else {
+        return;
+    };
+    let dir = PathBuf::from(std::ffi::OsString::from_vec(dir));
+    forget_nest(pd, cgroup::Nest::at(&dir).as_ref());
+}
+
 /// Asks the project's supervisor to exit if it holds nothing, and waits until it has.
 /// Whether one was there to ask, or holds something still, is all the same to the caller.
 pub async fn release(pd: &ProjectDir) -> Result<(), AskError> {
-    let Some(pid) = std::fs::read_to_string(pd.pid_file())
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    else {
+    if !pd.dir.exists() {
         return Ok(());
-    };
-    match ask(pd, &Request::Shutdown).await {
-        Ok(r) if r.error.is_none() => {}
-        Ok(_) | Err(AskError::Absent) => return Ok(()),
-        Err(e) => return Err(e),
     }
-    let pid = nix::unistd::Pid::from_raw(pid);
+    let pid = std::fs::read_to_string(pd.pid_file())
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    if let Some(pid) = pid {
+        match ask(pd, &Request::Shutdown).await {
+            Ok(r) if r.error.is_none() => wait_for_exit(nix::unistd::Pid::from_raw(pid)).await?,
+            // It holds something again (another `up`): it stays.
+            Ok(_) => return Ok(()),
+            Err(AskError::Absent) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Its nest goes once no supervisor answers (also one left by a killed supervisor),
+    // under the lock a supervisor starting takes.
+    if let Ok(_lock) = lock(pd) {
+        if std::os::unix::net::UnixStream::connect(pd.socket()).is_err() {
+            remove_nest(pd);
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_exit(pid: nix::unistd::Pid) -> Result<(), AskError> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
         // This process's own child (it started it) is reaped, not left a zombie.
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => {}
             Ok(_) => return Ok(()),
-            Err(_) if !ended(pid) => {}
-            Err(_) => return Ok(()),
+            Err(_) if ended(pid) => return Ok(()),
+            Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

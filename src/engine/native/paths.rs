@@ -72,6 +72,10 @@ impl ProjectDir {
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("supervisor.lock")
     }
+    /// The cgroup nest the supervisor and its services live in, when it has one.
+    pub fn cgroup_file(&self) -> PathBuf {
+        self.dir.join("supervisor.cgroup")
+    }
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
     }

@@ -73,6 +73,9 @@ struct Sup {
     /// Names and published ports; its listeners run on `rt`.
     fabric: Fabric,
     rt: tokio::runtime::Runtime,
+    /// The cgroup nest it lives in (an ordinary user on v2), where each monitor gets a
+    /// cgroup of its own.
+    nest: Option<crate::runner::cgroup::Nest>,
 }
 
 /// What the fabric is told of a container's service.
@@ -141,7 +144,7 @@ fn say(what: &str) {
 /// Runs the supervisor of the project whose runtime directory is `dir`. Returns only on
 /// a setup error. With an `owner` (a `verify`), it exits when that process ends, and its
 /// services with it.
-pub fn main(dir: &Path, owner: Option<u32>) -> Result<(), String> {
+pub fn main(dir: &Path, owner: Option<u32>, cgroup: Option<&Path>) -> Result<(), String> {
     let _ = nix::unistd::setsid();
     let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Holding the caller's directory would keep it busy (a checkout, verify's scratch copy).
@@ -216,6 +219,7 @@ pub fn main(dir: &Path, owner: Option<u32>) -> Result<(), String> {
         exe,
         inner: Mutex::new(entries),
         changed: Condvar::new(),
+        nest: cgroup.and_then(crate::runner::cgroup::Nest::at),
     });
     sup.exit_when_idle();
     for conn in listener.incoming() {
@@ -464,6 +468,7 @@ impl Sup {
             .env_clear()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let cgroup = self.monitor_cgroup(&e.c.def.service, &mut cmd);
         let failed = |err: String| {
             (
                 Failure::Other,
@@ -476,10 +481,19 @@ impl Sup {
             .unwrap_or_else(|e| e.into_inner())
             .send((cmd, tx))
             .map_err(|err| failed(err.to_string()))?;
-        let mut child = rx
+        let spawned = rx
             .recv()
-            .map_err(|err| failed(err.to_string()))?
-            .map_err(|err| failed(err.to_string()))?;
+            .map_err(|err| failed(err.to_string()))
+            .and_then(|r| r.map_err(|err| failed(err.to_string())));
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(why) => {
+                if let Some(dir) = &cgroup {
+                    let _ = crate::runner::cgroup::remove_tree(dir);
+                }
+                return Err(why);
+            }
+        };
         e.run += 1;
         let run = e.run;
         e.start_error = None;
@@ -521,6 +535,12 @@ impl Sup {
         let id_owned = id.to_owned();
         std::thread::spawn(move || {
             let status = child.wait();
+            // Whatever the monitor left in its cgroup goes with it.
+            if let Some(dir) = &cgroup {
+                if let Err(e) = crate::runner::cgroup::remove_tree(dir) {
+                    say(&format!("warning: {e}"));
+                }
+            }
             sup.ended(&id_owned, run, status.ok());
         });
         if let Some(h) = e.c.def.health.clone() {
@@ -529,6 +549,32 @@ impl Sup {
             std::thread::spawn(move || sup.watch_health(&id_owned, run, &h));
         }
         Ok(run)
+    }
+
+    /// A cgroup of its own for the monitor `cmd` starts, which it joins before it execs,
+    /// when the supervisor has a nest; else (or when the nest cannot make one) none, and
+    /// the runner falls back to rlimits, saying so in the service's log.
+    fn monitor_cgroup(&self, service: &str, cmd: &mut std::process::Command) -> Option<PathBuf> {
+        let nest = self.nest.as_ref()?;
+        let made = nest.child(service).and_then(|dir| {
+            crate::runner::cgroup::join_before_exec(cmd, &dir)
+                .map(|()| dir.clone())
+                .map_err(|e| {
+                    let _ = crate::runner::cgroup::remove_tree(&dir);
+                    crate::runner::cgroup::Error::Io(crate::fsutil::PathError {
+                        action: "joining cgroup",
+                        path: dir,
+                        source: e,
+                    })
+                })
+        });
+        match made {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                say(&format!("warning: {service}: no cgroup of its own: {e}"));
+                None
+            }
+        }
     }
 
     /// A run's monitor exited: record how, and restart when the policy says so.

@@ -25,7 +25,7 @@ pub(super) fn build_delegated(
     init: Pid,
 ) -> Result<Cgroup, Fail> {
     sweep(own, DELEGATED_PREFIX);
-    enable_in_own(own, needed, init)?;
+    enable_in_own(own, needed, &[init])?;
     build_unified_leaf(own, DELEGATED_PREFIX, needed, name, limits)
 }
 
@@ -35,15 +35,17 @@ pub(super) fn build_delegated(
 /// becomes a thread root, whose children cannot take a process at all (EOPNOTSUPP). So
 /// ours, the supervisor and the init it has just cloned, first move into a leaf of their
 /// own, the way systemd, podman and youki do; when others share the cgroup, moving them
-/// is not ours to do.
-pub(super) fn enable_in_own(own: &Path, needed: &[Controller], init: Pid) -> Result<(), Fail> {
+/// is not ours to do. `also` are our children to move with us.
+pub(super) fn enable_in_own(own: &Path, needed: &[Controller], also: &[Pid]) -> Result<(), Fail> {
     let procs_file = own.join("cgroup.procs");
     let procs = prep(
         fs::read_to_string(&procs_file)
             .wrap("reading", &procs_file)
             .map_err(Error::from),
     )?;
-    let ours = [std::process::id().to_string(), init.to_string()];
+    let ours: Vec<String> = std::iter::once(std::process::id().to_string())
+        .chain(also.iter().map(ToString::to_string))
+        .collect();
     let (mine, others): (Vec<&str>, Vec<&str>) = procs
         .split_whitespace()
         .partition(|p| ours.iter().any(|o| o == p));

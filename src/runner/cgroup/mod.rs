@@ -11,16 +11,20 @@
 //! It never mounts or unmounts a cgroup file system, never removes a cgroup it did not
 //! create (beyond empty leftovers of earlier devbox runs whose supervisor is gone), and
 //! writes to a `cgroup.subtree_control` only to enable a controller the run needs that is
-//! not enabled yet: in the v2 root and `devbox/` as root, in the delegated cgroup otherwise.
+//! not enabled yet: in the v2 root and `devbox/` as root, in the delegated cgroup (and a
+//! nest devbox made in it) otherwise.
 //!
 //! Files: [`detect`] reads the host (mounts, the caller's cgroup, delegation) and decides
 //! where the run's cgroup goes; `v1`, `v2` and `delegate` build it there; `handle` is the
-//! built cgroup; `files` reads and writes cgroupfs and names devbox's directories.
+//! built cgroup; `files` reads and writes cgroupfs and names devbox's directories;
+//! `nest` makes, for a long-lived devbox that starts runs (the native supervisor), a
+//! subtree of a delegated cgroup whose every level can hand controllers down.
 
 mod delegate;
 mod detect;
 mod files;
 mod handle;
+mod nest;
 mod v1;
 mod v2;
 
@@ -36,6 +40,7 @@ use crate::fsutil::PathError;
 
 pub use detect::{detect, parse_mountinfo, Hierarchy, Layout};
 pub use handle::Cgroup;
+pub use nest::{join_before_exec, remove_tree, Declined, Nest};
 
 use delegate::build_delegated;
 use detect::{decide, Host, Target};
