@@ -257,7 +257,10 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
     if let Some(c) = s.cpus {
         res.insert(
             "cpu".into(),
-            json!({ "quota": (c * 100_000.0).round() as i64, "period": 100_000 }),
+            json!({
+                "quota": crate::runner::cgroup::cpu_quota(c),
+                "period": crate::runner::cgroup::CPU_PERIOD_US,
+            }),
         );
     }
     if let Some(p) = s.pids_limit {
@@ -818,5 +821,39 @@ impl Engine for Podman {
             .get_json(format!("{API}/libpod/containers/{id}/healthcheck"))
             .await;
         r.map(|_| ()).map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_of(service: &str) -> ContainerSpec {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sandbox.toml"),
+            format!("[project]\nname = \"p\"\n\n[services.web]\nimage = \"localhost/base:latest\"\n{service}"),
+        )
+        .unwrap();
+        let loaded = crate::config::load(&crate::config::LoadOptions {
+            file: Some(dir.path().join("sandbox.toml")),
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plan = crate::plan::plan(&loaded.config);
+        crate::engine::container_spec(&plan, &plan.services[0]).unwrap()
+    }
+
+    #[test]
+    fn cpus_become_the_runners_quota_and_period() {
+        // The same figures the runner and `render oci` write for the same key.
+        let body = spec_json(&spec_of("cpus = 0.5\n"));
+        assert_eq!(
+            body["resource_limits"]["cpu"],
+            json!({ "quota": 50_000, "period": 100_000 })
+        );
+        let tiny = spec_json(&spec_of("cpus = 0.001\n"));
+        assert_eq!(tiny["resource_limits"]["cpu"]["quota"], 1_000);
     }
 }
