@@ -90,9 +90,6 @@ fn logs_block(logs: &[String]) -> String {
     s
 }
 
-/// How long a just-started container must keep running before `up` trusts it.
-const SETTLE_MS: u64 = 100;
-
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     /// Rebuild images even when their tag exists.
@@ -804,43 +801,40 @@ pub async fn up<E: Engine>(
         ids.insert(s.name.clone(), id);
     }
 
-    // 4b. Start in dependency order, each after its dependencies meet their condition.
+    // 4b. Start in dependency order, each after its dependencies meet their condition;
+    // on an engine that takes starts at once, every service whose dependencies have
+    // started goes in the same wave.
+    let mut waiting: Vec<&ServicePlan> = plan
+        .services
+        .iter()
+        .filter(|s| to_start.contains(&s.name))
+        .collect();
     let mut last_start: Option<Instant> = None;
-    for s in &plan.services {
-        if !to_start.contains(&s.name) {
-            continue;
-        }
-        for (dep, cond) in &s.spec.depends_on {
-            if let (Some(d), Some(id)) = (plan.service(dep), ids.get(dep)) {
-                ui.step(
-                    &s.name,
-                    &format!("waiting for {dep} ({cond:?})").to_lowercase(),
-                );
-                wait_for(engine, d, id, *cond, deadline).await?;
-            }
-        }
-        ui.step(&s.name, "starting");
-        let id = &ids[&s.name];
-        if let Err(e) = engine.start_container(id).await {
-            // A container that failed to start (a port taken meanwhile) stays `created`
-            // and, on Podman, keeps its network address; remove it, so that the next
-            // `up` creates it afresh.
-            let _ = engine.remove_container(id).await;
-            return Err(e.into());
-        }
-        for n in &late[&s.name] {
-            // A restarted container is on the network already, with its rules in
-            // random order again: leave and join.
-            let _ = engine.disconnect_network(id, n).await;
-            engine.connect_network(id, n, &s.name).await?;
+    while !waiting.is_empty() {
+        let wave: Vec<&ServicePlan> = if engine.starts_at_once() {
+            let (ready, rest): (Vec<_>, Vec<_>) = waiting.iter().partition(|s| {
+                s.spec
+                    .depends_on
+                    .keys()
+                    .all(|d| !waiting.iter().any(|w| &w.name == d))
+            });
+            waiting = rest;
+            ready
+        } else {
+            vec![waiting.remove(0)]
+        };
+        let starts = wave
+            .into_iter()
+            .map(|s| start_one(engine, plan, s, (&ids, &late), ui, deadline));
+        for r in futures_util::future::join_all(starts).await {
+            r?;
         }
         last_start = Some(Instant::now());
     }
     // A process that dies at once is still "running" for a moment after start; give the
     // last one started a short settle time before calling anything ready.
     if let Some(t) = last_start {
-        let settle = Duration::from_millis(SETTLE_MS);
-        if let Some(rest) = settle.checked_sub(t.elapsed()) {
+        if let Some(rest) = engine.settle_time().checked_sub(t.elapsed()) {
             tokio::time::sleep(rest).await;
         }
     }
@@ -884,6 +878,43 @@ pub async fn up<E: Engine>(
     }
     ports::claim(plan);
     Ok(report)
+}
+
+/// Starts service `s` once its dependencies meet their conditions, then joins it to the
+/// networks it joins late. `ids` and `late` are by service name.
+async fn start_one<E: Engine>(
+    engine: &E,
+    plan: &Plan,
+    s: &ServicePlan,
+    (ids, late): (&BTreeMap<String, String>, &BTreeMap<String, Vec<String>>),
+    ui: &Progress,
+    deadline: Instant,
+) -> Result<(), ApplyError> {
+    for (dep, cond) in &s.spec.depends_on {
+        if let (Some(d), Some(id)) = (plan.service(dep), ids.get(dep)) {
+            ui.step(
+                &s.name,
+                &format!("waiting for {dep} ({cond:?})").to_lowercase(),
+            );
+            wait_for(engine, d, id, *cond, deadline).await?;
+        }
+    }
+    ui.step(&s.name, "starting");
+    let id = &ids[&s.name];
+    if let Err(e) = engine.start_container(id).await {
+        // A container that failed to start (a port taken meanwhile) stays `created` and,
+        // on Podman, keeps its network address; remove it, so that the next `up` creates
+        // it afresh.
+        let _ = engine.remove_container(id).await;
+        return Err(e.into());
+    }
+    for n in &late[&s.name] {
+        // A restarted container is on the network already, with its rules in random
+        // order again: leave and join.
+        let _ = engine.disconnect_network(id, n).await;
+        engine.connect_network(id, n, &s.name).await?;
+    }
+    Ok(())
 }
 
 /// A [`DownOptions::timeout_s`] that waits each container's own grace period.

@@ -222,6 +222,15 @@ impl Engine for Deadlined {
     fn kind(&self) -> Kind {
         self.inner.kind()
     }
+    fn binds_host_ports(&self) -> bool {
+        self.inner.binds_host_ports()
+    }
+    fn settle_time(&self) -> std::time::Duration {
+        self.inner.settle_time()
+    }
+    fn starts_at_once(&self) -> bool {
+        self.inner.starts_at_once()
+    }
     async fn info(&self) -> Result<EngineInfo> {
         let limit = self.limits.call;
         self.call(limit, || "asking for its version".into(), self.inner.info())

@@ -285,6 +285,19 @@ pub trait Engine {
     async fn release(&self, _project: &str) -> Result<()> {
         Ok(())
     }
+
+    /// How long a just-started container must keep running before `up` trusts it: a
+    /// process that dies at once still reads `running` for a moment on a daemon engine
+    /// (its monitor, then the daemon, must notice).
+    fn settle_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(100)
+    }
+
+    /// Whether `up` may start every service whose dependencies have started at once,
+    /// rather than one after another.
+    fn starts_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// The engine devbox talks to, chosen at run time. Its `list_*` keep only resources
@@ -324,6 +337,12 @@ impl Engine for AnyEngine {
     }
     fn binds_host_ports(&self) -> bool {
         each!(self, e => e.binds_host_ports())
+    }
+    fn settle_time(&self) -> std::time::Duration {
+        each!(self, e => e.settle_time())
+    }
+    fn starts_at_once(&self) -> bool {
+        each!(self, e => e.starts_at_once())
     }
     async fn info(&self) -> Result<EngineInfo> {
         each!(self, e => e.info().await)

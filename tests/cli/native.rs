@@ -509,6 +509,42 @@ healthcheck = { cmd = ["false"], interval = "300ms", retries = 2 }
 }
 
 #[test]
+fn a_service_that_exits_at_once_fails_up_and_ten_others_start_side_by_side() {
+    // Services with no dependency between them start together; one that dies at once is
+    // caught by the settle time (25 ms natively), with its last lines.
+    let mut toml = String::from("[project]\nname = \"{project}\"\n");
+    for i in 0..10 {
+        toml.push_str(&format!(
+            "\n[services.s{i}]\ncommand = [\"sleep\", \"1000\"]\nenv = {{ NATIVE_TEST_MARK = \"{{mark}}\" }}\n"
+        ));
+    }
+    let fine = toml.clone();
+    toml.push_str(
+        "\n[services.bad]\ncommand = [\"sh\", \"-c\", \"echo no config file >&2; exit 3\"]\nenv = { NATIVE_TEST_MARK = \"{mark}\" }\n",
+    );
+    each(|who| {
+        let n = Native::new(who, "nat-once", &toml);
+        let up = n.run(&["up"]);
+        assert_eq!(up.code, 1, "{up:#?}");
+        assert!(
+            up.stderr.contains(
+                "error: service `bad` exited with code 3 while starting\nlast log lines:\n"
+            ) && up.stderr.ends_with("  | no config file\n"),
+            "{up:#?}"
+        );
+        n.ok(&["down"]);
+        n.write_toml(&fine);
+        let up = n.ok(&["up"]);
+        assert!(up.stdout.contains(": 10 created in "), "{up:#?}");
+        let rows = n.status();
+        assert_eq!(rows.len(), 10);
+        assert!(rows.iter().all(|r| r["state"] == "running"), "{rows:#?}");
+        n.ok(&["down"]);
+        n.assert_no_leftovers("down");
+    });
+}
+
+#[test]
 fn on_failure_restarts_a_service_and_counts_it() {
     let flaky = r#"
 [project]

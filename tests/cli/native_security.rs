@@ -561,17 +561,20 @@ fn a_native_service_reads_no_host_secret_and_writes_only_its_tmpfs_and_rw_volume
 name = "{{project}}"
 
 [services.fs]
-command = ["/bin/sh", "-c", "{attempts}; rm /out/ok; exec sleep 1000"]
+command = ["/bin/sh", "-c", "{attempts}; rm /out/ok; touch /tmp/done; exec sleep 1000"]
 volumes = ["./escape.py:/x/escape.py:ro", "./gate:/gate:ro", "./out:/out"]
 tmpfs = ["/tmp"]
 env = {{ NATIVE_TEST_MARK = "{{mark}}" }}
+healthcheck = {{ cmd = ["test", "-e", "/tmp/done"], interval = "100ms" }}
 
+# It writes the same /out/ok: it starts once fs is done with it.
 [services.etc]
 command = ["/bin/sh", "-c", "{attempts}; rm /out/ok; exec sleep 1000"]
 volumes = ["./escape.py:/x/escape.py:ro", "./gate:/gate:ro", "./out:/out"]
 tmpfs = ["/tmp"]
 env = {{ NATIVE_TEST_MARK = "{{mark}}" }}
 policy = {{ fs = {{ read = ["/etc"] }} }}
+depends_on = {{ fs = "healthy" }}
 "#
         );
         let p = Project::new(who, "nsec-fs", &toml);

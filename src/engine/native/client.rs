@@ -75,7 +75,8 @@ pub fn ensure(pd: &ProjectDir, owner: Option<u32>) -> Result<(), String> {
                 pd.supervisor_log().display()
             ));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // It listens within a few milliseconds of its start.
+        std::thread::sleep(Duration::from_millis(1));
     }
     // It lives on in its own session; this process does not wait for it.
     drop(child);

@@ -278,6 +278,17 @@ impl Engine for Native {
         Kind::Native
     }
 
+    /// The supervisor hears of a run's end from the monitor's exit, within a millisecond
+    /// or two of the program's: a program that dies at once has died by then.
+    fn settle_time(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(25)
+    }
+
+    /// Each start is a monitor of its own; the supervisor serves them side by side.
+    fn starts_at_once(&self) -> bool {
+        true
+    }
+
     async fn info(&self) -> Result<EngineInfo> {
         Ok(EngineInfo {
             kind: Kind::Native,
