@@ -13,7 +13,6 @@ pub mod logs;
 pub mod net;
 pub mod paths;
 pub mod service;
-pub mod state;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -33,6 +32,7 @@ use super::{
 };
 use crate::config::model::{Decision, HealthTest, NetPolicy, Restart};
 use crate::plan::LABEL_PROJECT;
+use crate::runner::state;
 
 /// A service's user, environment and working directory, for commands run in it.
 pub type ExecDefaults = (Option<(u32, u32)>, BTreeMap<String, String>, String);
