@@ -1234,6 +1234,35 @@ both!(
     }
 );
 
+// The grace and then SIGKILL: a supervisor that cannot act on SIGTERM (stopped with
+// SIGSTOP) is killed once the worker's grace and 5 s more have passed. Root only: the
+// path is the same for an ordinary user, and it takes 6 s.
+#[test]
+fn stop_kills_a_supervisor_that_outlives_its_grace() {
+    let s = Sandbox::root();
+    let (id, pid, secs) = detached(&s, &["--stop-grace", "1s", "--pids", "64"]);
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let t = Instant::now();
+    let o = s.run(&["run", "--stop", &id]);
+    let took = t.elapsed();
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            0,
+            format!("devbox: `adhoc` (run {id}) did not stop within its 1s stop grace and 5s more; its supervisor was killed\n").as_str()
+        ),
+        "{o:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
+    assert!(gone(&pid), "the supervisor {pid} is still there");
+    // Its cgroup went with the record, and every process in it.
+    assert_eq!(pids_running(&["sleep", &secs]), Vec::<u32>::new());
+    assert_eq!(listed(&s), Vec::<Vec<String>>::new());
+}
+
 #[test]
 fn an_unknown_run_id_is_named_and_list_and_stop_take_no_command() {
     let s = Sandbox::root();
