@@ -393,11 +393,17 @@ fn detach(
             }
             let mut ready = std::fs::File::from(w);
             let run = Rc::new(RefCell::new(run));
-            let _ = runs.hand_over(&mut run.borrow_mut(), ProcessId::current());
+            // A run its record does not name could not be stopped by id: none is started.
+            if let Err(e) = runs.hand_over(&mut run.borrow_mut(), ProcessId::current()) {
+                eprintln!("devbox: recording the run: {e}");
+                std::process::exit(125)
+            }
             let started = {
                 let (runs, run) = (runs.clone(), run.clone());
                 move |s: &supervisor::Started| {
-                    let _ = runs.start(&mut run.borrow_mut(), s);
+                    if let Err(e) = runs.start(&mut run.borrow_mut(), s) {
+                        eprintln!("devbox: warning: recording the run as running: {e}");
+                    }
                 }
             };
             let outcome = supervisor::run(
@@ -421,7 +427,9 @@ fn detach(
                     125
                 }
             };
-            let _ = runs.finish(&mut run.borrow_mut(), code);
+            if let Err(e) = runs.finish(&mut run.borrow_mut(), code) {
+                eprintln!("devbox: warning: recording the run's end: {e}");
+            }
             std::process::exit(code)
         }
         nix::unistd::ForkResult::Parent { child } => {

@@ -1,4 +1,4 @@
-//! A run's lifecycle by id: `devbox run` records each run it supervises as
+//! A run's lifecycle by id: `devbox run --wait-ready` records each run it detaches as
 //! `RUNTIME/runs/ID.json` (RUNTIME is [`super::state::runtime_dir`]): the supervisor's pid
 //! and start time, the sandbox's cgroups and control socket, and its state, so that
 //! another devbox (`devbox run --list`, `devbox run --stop ID`) finds the run and ends it.

@@ -1174,6 +1174,21 @@ both!(
             [id.as_str(), "adhoc", "-", "stopped"],
             "{rows:?}"
         );
+        // Nor is it when the kernel has given its pid to another process since (here the
+        // record is pointed at one of root's): the start time tells them apart, and nothing
+        // is signalled.
+        let mut decoy = s
+            .is_root()
+            .then(|| KillOnDrop(Command::new("sleep").arg("30").spawn().unwrap()));
+        if let Some(decoy) = &decoy {
+            let full = the_record(s)["id"].as_str().unwrap().to_owned();
+            let file = s.path().join(format!("rt/devbox/runs/{full}.json"));
+            let mut rec: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            rec["pid"] = decoy.0.id().into();
+            std::fs::write(&file, rec.to_string()).unwrap();
+            assert_eq!(listed(s)[0][2..4], ["-", "stopped"]);
+        }
         let o = s.run(&["run", "--stop", &id]);
         assert_eq!(
             (o.code, o.stderr.as_str()),
@@ -1188,6 +1203,12 @@ both!(
             assert!(!Path::new(c).exists(), "{c} is left");
         }
         assert_eq!(listed(s), Vec::<Vec<String>>::new());
+        if let Some(decoy) = &mut decoy {
+            assert!(
+                decoy.0.try_wait().unwrap().is_none(),
+                "the decoy was signalled"
+            );
+        }
     }
 );
 
