@@ -22,7 +22,7 @@ use crate::runner::AuditLog;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  devbox run transform\n  devbox run connector -- --verbose\n  devbox run --rw ./out --net allow=pypi.org:443 -- python3 fetch.py"
+    after_help = "Examples:\n  devbox run transform\n  devbox run connector -- --verbose\n  devbox run --rw ./out --net allow=pypi.org:443 -- python3 fetch.py\n  devbox run --list\n  devbox run --stop 3f2a9c0d1e2b"
 )]
 pub struct Args {
     /// The worker to run, from [workers.NAME]; without it, the command after `--` runs
