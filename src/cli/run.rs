@@ -2,8 +2,10 @@
 //! runner. The worker's exit code, stdout and stderr are devbox's; devbox's own words go
 //! to stderr, prefixed `devbox:`.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -12,13 +14,15 @@ use super::Global;
 use crate::config::absolute;
 use crate::config::model::{Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, Policy, Worker};
 use crate::config::validate::{parse_duration_ms, parse_size, valid_destination};
+use crate::runner::lifecycle::{self, ProcessId, Runs};
 use crate::runner::spec;
+use crate::runner::state::State;
 use crate::runner::supervisor::{self, Options};
 use crate::runner::AuditLog;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  devbox run transform\n  devbox run connector -- --verbose\n  devbox run --rw ./out --net allow=pypi.org:443 -- python3 fetch.py"
+    after_help = "Examples:\n  devbox run transform\n  devbox run connector -- --verbose\n  devbox run --rw ./out --net allow=pypi.org:443 -- python3 fetch.py\n  devbox run --list\n  devbox run --stop 3f2a9c0d1e2b"
 )]
 pub struct Args {
     /// The worker to run, from [workers.NAME]; without it, the command after `--` runs
@@ -87,12 +91,31 @@ pub struct Args {
     /// `control = true` in [workers.NAME].
     #[arg(long)]
     pub control: bool,
-    /// Return once the worker says READY on the control socket, leaving it running.
+    /// Return once the worker says READY on the control socket, leaving it running (as a
+    /// recorded run: see --list and --stop).
     #[arg(long)]
     pub wait_ready: bool,
+    /// List this user's detached runs (--wait-ready): id, worker, supervisor pid, state,
+    /// since when, command.
+    #[arg(long, conflicts_with_all = ["worker", "args", "stop", "wait_ready", "control"])]
+    pub list: bool,
+    /// With --list: the records as JSON.
+    #[arg(long, requires = "list")]
+    pub json: bool,
+    /// Stop run ID (or the one run whose id starts with ID): SIGTERM to its supervisor,
+    /// which gives the worker its stop grace; SIGKILL if the supervisor is still there 5s
+    /// after that. The run's record goes with it.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["worker", "args", "wait_ready", "control"])]
+    pub stop: Option<String>,
 }
 
 pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
+    if a.list {
+        return list(a.json);
+    }
+    if let Some(id) = &a.stop {
+        return stop(id);
+    }
     let cwd = std::env::current_dir()?;
     let (name, mut worker, extra, project) = match &a.worker {
         Some(name) => {
@@ -174,8 +197,19 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let warn = Box::new(|w: &str| eprintln!("devbox: warning: {w}"));
     if a.wait_ready {
         let (out, log) = open_log(&format!("{name}.log"))?;
-        return detach(&spec, audit, warn, out, &log);
+        let runs = Runs::here();
+        let grace = spec
+            .limits
+            .stop_grace_ms
+            .unwrap_or(supervisor::DEFAULT_STOP_GRACE_MS);
+        let record = runs
+            .create(&name, &spec.argv, grace, Some(&log))
+            .context("recording the run")?;
+        return detach(&spec, audit, warn, out, &log, (runs, record));
     }
+    // Not recorded: its record's writes (made, started, removed) would cost each run
+    // 0.2 ms on a tmpfs and 16 ms on ext4, synced; the caller holds it already (Ctrl-C,
+    // or a signal to this process).
     let outcome = supervisor::run(
         &spec,
         Options {
@@ -185,9 +219,95 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             on_ready: None,
             before_go: None,
             control,
+            on_started: None,
         },
     )?;
     Ok(finish(&spec, &outcome))
+}
+
+/// `--list`: the runs as a table, oldest first, or as JSON.
+fn list(json: bool) -> anyhow::Result<ExitCode> {
+    let runs = Runs::here().list()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![["ID", "WORKER", "PID", "STATE", "SINCE", "COMMAND"].map(String::from)];
+    for r in &runs {
+        let stopped = r.record.state == State::Stopped;
+        rows.push([
+            r.short_id().to_owned(),
+            r.record.name.clone(),
+            match r.record.pid {
+                Some(p) if !stopped => p.to_string(),
+                _ => "-".to_owned(),
+            },
+            match (r.record.state, r.record.exit_code) {
+                (State::Stopped, Some(c)) => format!("stopped ({c})"),
+                (s, _) => s.word().to_owned(),
+            },
+            since(r.record.started.as_deref()),
+            command_line(&r.command),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// When a run started, to the second.
+fn since(started: Option<&str>) -> String {
+    started
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A command as one short line: its words, cut at 40 characters.
+fn command_line(argv: &[String]) -> String {
+    let line = argv.join(" ").replace(['\n', '\t'], " ");
+    if line.chars().count() <= 40 {
+        return line;
+    }
+    format!("{}…", line.chars().take(39).collect::<String>())
+}
+
+/// `--stop ID`.
+fn stop(id: &str) -> anyhow::Result<ExitCode> {
+    let runs = Runs::here();
+    let run = runs.find(id).map_err(|e| match e {
+        lifecycle::Error::Unknown(_) => {
+            anyhow::anyhow!("{e}\nhint: `devbox run --list` shows the runs")
+        }
+        e => e.into(),
+    })?;
+    let s = runs.stop(&run)?;
+    let (name, id) = (&run.record.name, run.short_id());
+    let exit = s
+        .exit_code
+        .map(|c| format!(", exit {c}"))
+        .unwrap_or_default();
+    if !s.was_running {
+        eprintln!("devbox: `{name}` (run {id}{exit}) had already stopped; its record is removed");
+    } else if s.killed {
+        eprintln!(
+            "devbox: `{name}` (run {id}) did not stop within its {} stop grace and {}s more; its supervisor was killed",
+            humantime::format_duration(std::time::Duration::from_millis(run.stop_grace_ms)),
+            lifecycle::STOP_MARGIN.as_secs()
+        );
+    } else {
+        eprintln!("devbox: stopped `{name}` (run {id}{exit})");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The sandbox is cloned from this process, which must have one thread for that (a clone
@@ -245,14 +365,16 @@ fn finish(spec: &spec::RunSpec, o: &supervisor::Outcome) -> ExitCode {
 }
 
 /// `--wait-ready`: the supervisor goes on in a child in its own session, the worker's
-/// output appended to `log`; this process returns once the worker says READY (exit 0), or
-/// with the worker's code if it ends first.
+/// output appended to `log`, holding the run's record from then on; this process returns
+/// once the worker says READY (exit 0), or with the worker's code if it ends first (and
+/// then the record goes: the caller has heard how it ended).
 fn detach(
     spec: &spec::RunSpec,
     audit: Arc<AuditLog>,
     warn: Box<dyn Fn(&str)>,
     out: std::fs::File,
     log: &Path,
+    (runs, run): (Runs, lifecycle::Run),
 ) -> anyhow::Result<ExitCode> {
     use std::io::Read;
     let null = std::fs::File::open("/dev/null")?;
@@ -270,6 +392,20 @@ fn detach(
                 nix::libc::dup2(out.as_raw_fd(), 2);
             }
             let mut ready = std::fs::File::from(w);
+            let run = Rc::new(RefCell::new(run));
+            // A run its record does not name could not be stopped by id: none is started.
+            if let Err(e) = runs.hand_over(&mut run.borrow_mut(), ProcessId::current()) {
+                eprintln!("devbox: recording the run: {e}");
+                std::process::exit(125)
+            }
+            let started = {
+                let (runs, run) = (runs.clone(), run.clone());
+                move |s: &supervisor::Started| {
+                    if let Err(e) = runs.start(&mut run.borrow_mut(), s) {
+                        eprintln!("devbox: warning: recording the run as running: {e}");
+                    }
+                }
+            };
             let outcome = supervisor::run(
                 spec,
                 Options {
@@ -281,6 +417,7 @@ fn detach(
                     })),
                     control: true,
                     before_go: None,
+                    on_started: Some(Box::new(started)),
                 },
             );
             let code = match outcome {
@@ -290,6 +427,9 @@ fn detach(
                     125
                 }
             };
+            if let Err(e) = runs.finish(&mut run.borrow_mut(), code) {
+                eprintln!("devbox: warning: recording the run's end: {e}");
+            }
             std::process::exit(code)
         }
         nix::unistd::ForkResult::Parent { child } => {
@@ -297,14 +437,16 @@ fn detach(
             let mut b = [0u8; 1];
             let n = std::fs::File::from(r).read(&mut b).unwrap_or(0);
             if n == 1 {
+                let id = run.short_id();
                 eprintln!(
-                    "devbox: `{}` is ready (supervisor pid {child}; output in {}; stop it with `kill {child}`)",
+                    "devbox: `{}` is ready (run {id}, supervisor pid {child}; output in {}; stop it with `devbox run --stop {id}`)",
                     spec.name,
                     log.display()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             let status = nix::sys::wait::waitpid(child, None)?;
+            let _ = runs.delete(run.id());
             let code = match status {
                 nix::sys::wait::WaitStatus::Exited(_, c) => c,
                 _ => 1,

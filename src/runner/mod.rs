@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod elf;
 pub mod idmap;
 pub mod landlock;
+pub mod lifecycle;
 pub mod netns;
 pub mod proxy;
 pub mod rlimit;
@@ -17,6 +18,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
+pub mod state;
 pub mod supervisor;
 pub mod sys;
 #[cfg(test)]

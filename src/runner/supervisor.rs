@@ -112,7 +112,15 @@ pub struct Options {
     /// network namespace (see `netns`). An `Err` kills the sandbox and `run` returns
     /// [`Error::BeforeGo`] with it.
     pub before_go: Option<BeforeGo>,
+    /// Called once the worker has started, with what was made for it (see [`Started`]):
+    /// the moment a run is recorded `running`.
+    pub on_started: Option<OnStarted>,
 }
+
+pub use super::lifecycle::Started;
+
+/// See [`Options::on_started`].
+pub type OnStarted = Box<dyn FnOnce(&Started)>;
 
 /// See [`Options::before_go`].
 pub type BeforeGo = Box<dyn FnOnce(Pid) -> Result<(), String>>;
@@ -631,6 +639,18 @@ fn supervise(
         };
         nix::unistd::write(sock, go)
             .map_err(|e| Error::Inside(format!("starting the worker: {e}")))?;
+    }
+    if let Some(f) = opts.on_started.take() {
+        f(&Started {
+            init: init.as_raw() as u32,
+            cgroups: cgroup.map(|c| c.paths().to_vec()).unwrap_or_default(),
+            control: opts.control.then(|| {
+                PathBuf::from(format!(
+                    "/proc/{init}/root{}",
+                    super::rootfs::CONTROL_SOCKET
+                ))
+            }),
+        });
     }
 
     wait(

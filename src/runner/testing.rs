@@ -120,6 +120,7 @@ pub(crate) fn options() -> super::supervisor::Options {
         no_landlock: false,
         warn: Box::new(|_| {}),
         on_ready: None,
+        on_started: None,
         control: false,
         before_go: None,
     }

@@ -70,6 +70,11 @@ impl Sandbox {
         std::fs::create_dir_all(self.path().join("out")).unwrap();
         std::fs::create_dir_all(self.path().join("cwd")).unwrap();
         std::fs::write(self.path().join("secret.txt"), "host secret\n").unwrap();
+        // The runtime directory, where runs are recorded: the sandbox's own.
+        let rt = self.path().join("rt");
+        std::fs::create_dir(&rt).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
 
     fn path(&self) -> &Path {
@@ -102,6 +107,7 @@ impl Sandbox {
         }
         c.env("HOME", self.path());
         c.env("XDG_STATE_HOME", self.path().join(".state"));
+        c.env("XDG_RUNTIME_DIR", self.path().join("rt"));
         for (k, v) in env {
             c.env(k, v);
         }
@@ -1008,6 +1014,305 @@ both!(wait_ready_returns_once_the_worker_says_so, |s| {
         .to_string();
     Command::new("kill").args([pid.as_str()]).status().unwrap();
 });
+
+// ---- runs by id: --list and --stop
+
+/// A worker that says READY on the control socket, starts `sleep SECS`, waits for it
+/// and exits 3.
+fn ready_then_sleep(secs: &str) -> String {
+    format!("printf 'READY\\n' | nc -U -q0 \"$DEVBOX_CONTROL\" 2>/dev/null || python3 -c \"import os,socket; s=socket.socket(socket.AF_UNIX); s.connect(os.environ['DEVBOX_CONTROL']); s.sendall(b'READY\\n'); s.recv(10)\"; sleep {secs} & wait; exit 3")
+}
+
+/// A detached run (`--wait-ready FLAGS`) of [`ready_then_sleep`]: its id as devbox
+/// printed it, its supervisor's pid and the worker's `sleep` argument.
+fn detached(s: &Sandbox, flags: &[&str]) -> (String, String, String) {
+    let secs = format!("5{:05}", rand_suffix());
+    let script = ready_then_sleep(&secs);
+    let mut args = vec!["run", "--wait-ready"];
+    args.extend_from_slice(flags);
+    args.extend(["--", "/bin/sh", "-c", &script]);
+    let o = s.run(&args);
+    assert_eq!(o.code, 0, "{o:?}");
+    let part = |from: &str, to: char| -> String {
+        let rest = o
+            .stderr
+            .split(from)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{o:?}"));
+        rest.split(to).next().unwrap().to_string()
+    };
+    let (id, pid) = (part("(run ", ','), part("supervisor pid ", ';'));
+    let log = s.path().join(".state/devbox/adhoc.log");
+    assert_eq!(
+        o.stderr,
+        format!(
+            "devbox: `adhoc` is ready (run {id}, supervisor pid {pid}; output in {}; stop it with `devbox run --stop {id}`)\n",
+            log.display()
+        )
+    );
+    assert_eq!(id.len(), 12, "{id:?}");
+    let t = Instant::now();
+    while pids_running(&["sleep", &secs]).len() != 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the worker's sleep is not seen"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (id, pid, secs)
+}
+
+/// `devbox run --list`'s rows, split into their columns (the command's words last), its
+/// header checked.
+fn listed(s: &Sandbox) -> Vec<Vec<String>> {
+    let o = s.run(&["run", "--list"]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{o:?}");
+    let mut lines = o.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "WORKER", "PID", "STATE", "SINCE", "COMMAND"]);
+    lines
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// `devbox run --list --json`'s record of the one run there is.
+fn the_record(s: &Sandbox) -> serde_json::Value {
+    let o = s.run(&["run", "--list", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(all.len(), 1, "{o:?}");
+    all.into_iter().next().unwrap()
+}
+
+/// Whether process `pid` is gone (or a zombie: it has ended).
+fn gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+        st.rsplit(')').next().unwrap().trim_start().starts_with('Z')
+    })
+}
+
+both!(a_detached_run_is_listed_and_stopped_by_its_id, |s| {
+    let (id, pid, secs) = detached(s, &[]);
+    let rows = listed(s);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        r[..4],
+        [id.as_str(), "adhoc", pid.as_str(), "running"],
+        "{r:?}"
+    );
+    assert!(
+        humantime::parse_rfc3339(&r[4]).is_ok() && r[4].len() == 20,
+        "since: {r:?}"
+    );
+    assert_eq!(r[5..8], ["/bin/sh", "-c", "printf"], "{r:?}");
+    let rec = the_record(s);
+    assert_eq!(rec["state"], "running");
+    let init = rec["init"].to_string();
+    assert!(!gone(&init), "{rec}");
+    assert_eq!(
+        rec["control"],
+        format!("/proc/{init}/root/run/devbox/control.sock")
+    );
+    // A prefix of the id is enough when no other run shares it.
+    let o = s.run(&["run", "--stop", &id[..6]]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            0,
+            format!("devbox: stopped `adhoc` (run {id}, exit 143)\n").as_str()
+        ),
+        "{o:?}"
+    );
+    // Every process of the sandbox has gone by the time --stop returns.
+    assert!(gone(&pid), "the supervisor {pid} is still there");
+    assert!(gone(&init), "the sandbox's init {init} is still there");
+    assert_eq!(pids_running(&["sleep", &secs]), Vec::<u32>::new());
+    assert_eq!(listed(s), Vec::<Vec<String>>::new());
+    let o = s.run(&["run", "--stop", &id]);
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            1,
+            format!("error: no run `{id}`\nhint: `devbox run --list` shows the runs\n").as_str()
+        )
+    );
+});
+
+both!(
+    a_killed_supervisor_is_listed_stopped_and_stop_removes_what_it_left,
+    |s| {
+        // With a pids limit, root's run has a cgroup of its own, which the killed supervisor
+        // cannot remove.
+        let (id, pid, secs) = detached(s, &["--pids", "64"]);
+        let cgroups: Vec<String> = the_record(s)["cgroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        if s.is_root() {
+            assert!(!cgroups.is_empty(), "root's run has a cgroup");
+        }
+        for c in &cgroups {
+            assert!(Path::new(c).is_dir(), "{c}");
+        }
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        let t = Instant::now();
+        while !gone(&pid) || !pids_running(&["sleep", &secs]).is_empty() {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the sandbox outlived its supervisor"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let rows = listed(s);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        // Its record says running; its supervisor has gone, so it is not.
+        assert_eq!(
+            rows[0][..4],
+            [id.as_str(), "adhoc", "-", "stopped"],
+            "{rows:?}"
+        );
+        // Nor is it when the kernel has given its pid to another process since (here the
+        // record is pointed at one of root's): the start time tells them apart, and nothing
+        // is signalled.
+        let mut decoy = s
+            .is_root()
+            .then(|| KillOnDrop(Command::new("sleep").arg("30").spawn().unwrap()));
+        if let Some(decoy) = &decoy {
+            let full = the_record(s)["id"].as_str().unwrap().to_owned();
+            let file = s.path().join(format!("rt/devbox/runs/{full}.json"));
+            let mut rec: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            rec["pid"] = decoy.0.id().into();
+            std::fs::write(&file, rec.to_string()).unwrap();
+            assert_eq!(listed(s)[0][2..4], ["-", "stopped"]);
+        }
+        let o = s.run(&["run", "--stop", &id]);
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (
+                0,
+                format!("devbox: `adhoc` (run {id}) had already stopped; its record is removed\n")
+                    .as_str()
+            ),
+            "{o:?}"
+        );
+        for c in &cgroups {
+            assert!(!Path::new(c).exists(), "{c} is left");
+        }
+        assert_eq!(listed(s), Vec::<Vec<String>>::new());
+        if let Some(decoy) = &mut decoy {
+            assert!(
+                decoy.0.try_wait().unwrap().is_none(),
+                "the decoy was signalled"
+            );
+        }
+    }
+);
+
+both!(
+    a_detached_worker_that_ends_is_listed_with_its_exit_code_until_stop,
+    |s| {
+        let (id, _pid, secs) = detached(s, &[]);
+        // The worker ends on its own: its sleep is killed, and the shell exits 3.
+        let sleep = pids_running(&["sleep", &secs]);
+        Command::new("kill")
+            .args(["-KILL", &sleep[0].to_string()])
+            .status()
+            .unwrap();
+        let t = Instant::now();
+        loop {
+            let rows = listed(s);
+            if rows[0][3] != "running" {
+                assert_eq!(
+                    rows[0][..5],
+                    [id.as_str(), "adhoc", "-", "stopped", "(3)"],
+                    "{rows:?}"
+                );
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "still running: {rows:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let o = s.run(&["run", "--stop", &id]);
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (
+                0,
+                format!(
+                "devbox: `adhoc` (run {id}, exit 3) had already stopped; its record is removed\n"
+            )
+                .as_str()
+            ),
+            "{o:?}"
+        );
+        assert_eq!(listed(s), Vec::<Vec<String>>::new());
+    }
+);
+
+// The grace and then SIGKILL: a supervisor that cannot act on SIGTERM (stopped with
+// SIGSTOP) is killed once the worker's grace and 5 s more have passed. Root only: the
+// path is the same for an ordinary user, and it takes 6 s.
+#[test]
+fn stop_kills_a_supervisor_that_outlives_its_grace() {
+    let s = Sandbox::root();
+    let (id, pid, secs) = detached(&s, &["--stop-grace", "1s", "--pids", "64"]);
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let t = Instant::now();
+    let o = s.run(&["run", "--stop", &id]);
+    let took = t.elapsed();
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (
+            0,
+            format!("devbox: `adhoc` (run {id}) did not stop within its 1s stop grace and 5s more; its supervisor was killed\n").as_str()
+        ),
+        "{o:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
+    assert!(gone(&pid), "the supervisor {pid} is still there");
+    // Its cgroup went with the record, and every process in it.
+    assert_eq!(pids_running(&["sleep", &secs]), Vec::<u32>::new());
+    assert_eq!(listed(&s), Vec::<Vec<String>>::new());
+}
+
+#[test]
+fn an_unknown_run_id_is_named_and_list_and_stop_take_no_command() {
+    let s = Sandbox::root();
+    let o = s.run(&["run", "--list"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "ID  WORKER  PID  STATE  SINCE  COMMAND\n")
+    );
+    for id in ["0123456789ab", "../etc/passwd"] {
+        let o = s.run(&["run", "--stop", id]);
+        assert_eq!(
+            (o.code, o.stderr.as_str()),
+            (
+                1,
+                format!("error: no run `{id}`\nhint: `devbox run --list` shows the runs\n")
+                    .as_str()
+            )
+        );
+    }
+    for bad in [
+        &["run", "--list", "--", "true"][..],
+        &["run", "--stop", "0123", "transform"],
+        &["run", "--json"],
+    ] {
+        let o = s.run(bad);
+        assert_eq!(o.code, 2, "{bad:?}: {o:?}");
+        assert!(o.stderr.starts_with("error: "), "{o:?}");
+    }
+}
 
 // ---- workers from sandbox.toml
 

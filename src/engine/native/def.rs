@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::state::Record;
+use crate::runner::state::Record;
 
 /// A bind of a host path (a project path, `.data`, a named volume's directory) at a
 /// target inside.
@@ -148,7 +148,7 @@ pub struct Status {
 
 impl Container {
     pub fn status(&self) -> Status {
-        let running = self.record.state == super::state::State::Running;
+        let running = self.record.state == crate::runner::state::State::Running;
         Status {
             id: self.record.id.clone(),
             name: self.record.name.clone(),

@@ -170,7 +170,7 @@ fn service_landlock(dir: &Path, id: &str) -> Result<Option<Rules>, String> {
     let pd = super::paths::ProjectDir {
         dir: dir.to_path_buf(),
     };
-    let c: super::def::Container = super::state::StateDir::new(&pd.containers())
+    let c: super::def::Container = crate::runner::state::StateDir::new(&pd.containers())
         .load(id)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no container {id} in {}", dir.display()))?;

@@ -14,7 +14,6 @@ pub mod logs;
 pub mod net;
 pub mod paths;
 pub mod service;
-pub mod state;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -31,6 +30,7 @@ use super::{
     Result, VolumeSpec,
 };
 use crate::plan::LABEL_PROJECT;
+use crate::runner::state;
 
 pub use convert::resolve_user;
 

@@ -3,7 +3,6 @@
 //! (each project's supervisor, its socket, container records and logs) under the runtime
 //! directory. Both are the caller's own: mode 0700.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
@@ -23,33 +22,12 @@ pub fn data_root() -> PathBuf {
     }
 }
 
-/// The runtime directory's `native`: the user's runtime directory, else
-/// `$XDG_RUNTIME_DIR/devbox`, else `/run/devbox` for root, else `/tmp/devbox-UID`.
+/// The runtime directory's `native` (see [`crate::runner::state::runtime_dir`]).
 pub fn runtime_root() -> PathBuf {
-    if let Some(d) = project_dirs().and_then(|d| d.runtime_dir().map(Path::to_path_buf)) {
-        return d.join("native");
-    }
-    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("devbox/native");
-    }
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
-        PathBuf::from("/run/devbox/native")
-    } else {
-        std::env::temp_dir()
-            .join(format!("devbox-{uid}"))
-            .join("native")
-    }
+    crate::runner::state::runtime_dir().join("native")
 }
 
-/// Makes `dir` and its missing parents with mode 0700.
-pub fn make_private(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))
-}
+pub use crate::runner::state::make_private;
 
 /// One project's runtime directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

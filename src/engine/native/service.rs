@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use super::def::{Container, Def, NetDef, Request, Response};
 use super::paths::ProjectDir;
-use super::state::StateDir;
 use crate::config::model::{Decision, Limits};
 use crate::runner::rlimit::Ulimit;
 use crate::runner::spec::{Mount, MountKind, Net, NetRules, RunSpec, DEFAULT_READ};
+use crate::runner::state::StateDir;
 
 /// The exit code when the run could not be set up (as the runner's init uses).
 pub const EXIT_SETUP: i32 = 125;
@@ -191,6 +191,7 @@ pub fn main(dir: &Path, id: &str) -> i32 {
         no_landlock: false,
         warn: Box::new(|w: &str| eprintln!("devbox: warning: {w}")),
         on_ready: None,
+        on_started: None,
         control: false,
         before_go: Some(Box::new(move |pid| {
             report_started(&socket, &id, pid.as_raw() as u32)

@@ -46,6 +46,19 @@ impl Cgroup {
         }
     }
 
+    /// The cgroup at `paths`, made for a run whose supervisor was killed before it could
+    /// remove it (see `lifecycle`): only [`Cgroup::try_remove`] is meant for it.
+    pub fn adopt(paths: Vec<PathBuf>) -> Self {
+        let unified = paths.len() == 1 && paths[0].join("cgroup.controllers").exists();
+        let mut c = Self::new(if unified {
+            Version::Unified
+        } else {
+            Version::Legacy
+        });
+        c.paths = paths;
+        c
+    }
+
     /// Moves `pid` (the whole process) into the cgroup, in every hierarchy.
     pub fn add(&self, pid: Pid) -> Result<(), Error> {
         for dir in &self.paths {

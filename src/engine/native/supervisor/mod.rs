@@ -25,8 +25,8 @@ use super::def::{Check, Container, Def, Failure, Request, Response};
 use super::logs;
 use super::net::{Fabric, Publish, ServiceNet};
 use super::paths::ProjectDir;
-use super::state::{new_id, Record, State, StateDir};
 use crate::config::model::Protocol;
+use crate::runner::state::{new_id, Record, State, StateDir};
 
 /// The restart delay starts here and doubles per quick failure, up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -1,9 +1,11 @@
 //! A sandbox's lifecycle by id, as small records in a state directory: one
-//! `ID.json` per container, written atomically, so that whoever starts sandboxes
-//! (the native engine's supervisor, an OCI runtime) and whoever asks about them later
-//! (a devbox that finds the supervisor gone) read the same thing. This module only
-//! stores records; it never starts or signals anything.
+//! `ID.json` per sandbox, written atomically, so that whoever starts sandboxes
+//! (the native engine's supervisor, `devbox run`, an OCI runtime) and whoever asks about
+//! them later (a devbox that finds the supervisor gone, `devbox run --list`) read the same
+//! thing. This module only stores records and says where devbox's runtime directory is;
+//! it never starts or signals anything (see [`super::lifecycle`] for runs).
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -23,6 +25,16 @@ pub enum State {
 }
 
 impl State {
+    /// OCI's word: `creating`, `created`, `running`, `stopped`.
+    pub fn word(self) -> &'static str {
+        match self {
+            State::Creating => "creating",
+            State::Created => "created",
+            State::Running => "running",
+            State::Stopped => "stopped",
+        }
+    }
+
     /// The word engines use: `created`, `running`, `exited`.
     pub fn engine_word(self) -> &'static str {
         match self {
@@ -38,7 +50,8 @@ impl State {
 pub struct Record {
     pub id: String,
     pub name: String,
-    /// The sandbox's init, as this host numbers it, while it runs.
+    /// The process that holds the sandbox, as this host numbers it, while it runs: the
+    /// native engine's sandbox init, a run's supervisor.
     pub pid: Option<u32>,
     /// When it last started (RFC 3339).
     pub started: Option<String>,
@@ -57,6 +70,35 @@ impl Record {
             exit_code: None,
         }
     }
+}
+
+/// devbox's runtime directory (what lives only as long as its processes): the user's
+/// runtime directory's `devbox`, else `$XDG_RUNTIME_DIR/devbox`, else `/run/devbox` for
+/// root, else `/tmp/devbox-UID`.
+pub fn runtime_dir() -> PathBuf {
+    if let Some(d) = directories::ProjectDirs::from("", "", "devbox")
+        .and_then(|d| d.runtime_dir().map(Path::to_path_buf))
+    {
+        return d;
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("devbox");
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        PathBuf::from("/run/devbox")
+    } else {
+        std::env::temp_dir().join(format!("devbox-{uid}"))
+    }
+}
+
+/// Makes `dir` and its missing parents with mode 0700.
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))
 }
 
 /// A directory of `ID.json` records of type `T` (which embeds a [`Record`]).
@@ -91,7 +133,7 @@ impl StateDir {
     }
 
     pub fn save<T: Serialize>(&self, id: &str, record: &T) -> Result<(), PathError> {
-        super::paths::make_private(&self.dir).wrap("creating", &self.dir)?;
+        make_private(&self.dir).wrap("creating", &self.dir)?;
         let text = serde_json::to_vec_pretty(record).expect("records serialize");
         crate::fsutil::write_atomic(&self.path(id), &text, 0o600)
     }
@@ -162,5 +204,16 @@ mod tests {
         s.remove(&id).unwrap();
         assert!(s.list::<Record>().unwrap().is_empty());
         assert_eq!(State::Stopped.engine_word(), "exited");
+        for st in [
+            State::Creating,
+            State::Created,
+            State::Running,
+            State::Stopped,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&st).unwrap(),
+                format!("\"{}\"", st.word())
+            );
+        }
     }
 }
