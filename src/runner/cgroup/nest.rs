@@ -202,7 +202,11 @@ mod tests {
         let named = tmp.path().join("devbox-native-web-12-0");
         fs::create_dir(&named).unwrap();
         assert_eq!(Nest::at(&named), None, "not a cgroup file system");
-        assert_eq!(Nest::at(Path::new("/sys/fs/cgroup")), None, "not devbox's name");
+        assert_eq!(
+            Nest::at(Path::new("/sys/fs/cgroup")),
+            None,
+            "not devbox's name"
+        );
         assert_eq!(Nest::at(Path::new("/")), None);
     }
 
