@@ -3,9 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::compose::http_url;
 use super::Rendered;
 use crate::config::model::{HealthTest, Mount, Restart, Userns};
+use crate::healthcheck::HttpTarget;
 use crate::plan::{Plan, ServicePlan};
 
 /// Kubernetes names allow lower-case letters, digits and `-`.
@@ -231,14 +231,8 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
             HealthTest::Cmd(argv) => json!({ "exec": { "command": argv } }),
             HealthTest::Tcp(port) => json!({ "tcpSocket": { "port": port } }),
             HealthTest::Http(url) => {
-                let full = http_url(url, spec);
-                let rest = full.trim_start_matches("http://");
-                let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let port: u16 = hostport
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| p.parse().ok())
-                    .unwrap_or(80);
-                json!({ "httpGet": { "path": format!("/{path}"), "port": port } })
+                let t = HttpTarget::parse(&crate::healthcheck::http_url(url, spec));
+                json!({ "httpGet": { "path": t.path, "port": t.port } })
             }
         };
         let secs = |ms: u64| ms.div_ceil(1000).max(1);

@@ -414,23 +414,11 @@ fn decision_word(d: Decision) -> &'static str {
 
 /// `http://HOST:PORT/PATH` as a check on the service's own port.
 fn http_check(url: &str) -> Check {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().unwrap_or(80)),
-        None => (authority, 80),
-    };
+    let t = crate::healthcheck::HttpTarget::parse(url);
     Check::Http {
-        port,
-        host: host.to_owned(),
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_owned()
-        },
+        port: t.port,
+        host: t.host,
+        path: t.path,
     }
 }
 
