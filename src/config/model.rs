@@ -338,6 +338,67 @@ pub enum Restart {
     UnlessStopped,
 }
 
+impl Restart {
+    /// The spellings the file takes, for messages.
+    pub const EXPECTED: &'static str =
+        "\"no\", \"always\", \"on-failure\", \"on-failure:N\" or \"unless-stopped\"";
+
+    /// The policy's name as the file, compose and Podman spell it.
+    pub fn policy(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Always => "always",
+            Self::OnFailure(_) => "on-failure",
+            Self::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// How many times `on-failure` restarts, when it is limited.
+    pub fn max_retries(self) -> Option<u32> {
+        match self {
+            Self::OnFailure(n) => n,
+            _ => None,
+        }
+    }
+}
+
+/// As the file and compose write it: `on-failure:3`.
+impl std::fmt::Display for Restart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.policy())?;
+        match self.max_retries() {
+            Some(n) => write!(f, ":{n}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The file's spelling (see [`Restart::EXPECTED`]).
+impl std::str::FromStr for Restart {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (policy, max) = match s.split_once(':') {
+            Some((p, n)) => (p, Some(n.parse::<u32>().map_err(|_| ())?)),
+            None => (s, None),
+        };
+        let r = [
+            Self::No,
+            Self::Always,
+            Self::OnFailure(None),
+            Self::UnlessStopped,
+        ]
+        .into_iter()
+        .find(|r| r.policy() == policy)
+        .ok_or(())?;
+        match (r, max) {
+            (_, None) => Ok(r),
+            (Self::OnFailure(_), Some(n)) => Ok(Self::OnFailure(Some(n))),
+            _ => Err(()),
+        }
+    }
+}
+
 /// Text expected somewhere: a substring, or a regex written `/like this/`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -573,5 +634,32 @@ mod tests {
         assert_eq!(with_user("app").user_ids(), None);
         assert_eq!(with_user("1000:staff").user_ids(), None);
         assert!(with_user("0").is_native());
+    }
+
+    #[test]
+    fn a_restart_policy_is_written_as_it_is_read() {
+        for (text, r) in [
+            ("no", Restart::No),
+            ("always", Restart::Always),
+            ("on-failure", Restart::OnFailure(None)),
+            ("on-failure:3", Restart::OnFailure(Some(3))),
+            ("unless-stopped", Restart::UnlessStopped),
+        ] {
+            assert_eq!(text.parse::<Restart>(), Ok(r));
+            assert_eq!(r.to_string(), text);
+        }
+        for bad in [
+            "",
+            "never",
+            "on-failure:",
+            "on-failure:x",
+            "always:3",
+            "on-failure:-1",
+        ] {
+            assert_eq!(bad.parse::<Restart>(), Err(()), "{bad}");
+        }
+        assert_eq!(Restart::OnFailure(Some(5)).policy(), "on-failure");
+        assert_eq!(Restart::OnFailure(Some(5)).max_retries(), Some(5));
+        assert_eq!(Restart::Always.max_retries(), None);
     }
 }

@@ -26,7 +26,7 @@ use super::{
     ExecOutput, ExecSpec, Kind, LogOptions, LogStream, MountSpec, NetworkSpec, PublishedPort,
     ResourceInfo, Result, VolumeSpec,
 };
-use crate::config::model::{Restart, Userns};
+use crate::config::model::Userns;
 use crate::plan::LABEL_PROJECT;
 
 const API: &str = "/v4.3.1";
@@ -304,14 +304,8 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
             }),
         );
     }
-    let (policy, tries) = match s.restart {
-        Restart::No => ("no", None),
-        Restart::Always => ("always", None),
-        Restart::UnlessStopped => ("unless-stopped", None),
-        Restart::OnFailure(n) => ("on-failure", n),
-    };
-    put("restart_policy", json!(policy));
-    if let Some(t) = tries {
+    put("restart_policy", json!(s.restart.policy()));
+    if let Some(t) = s.restart.max_retries() {
         put("restart_tries", json!(t));
     }
     if s.privileged {

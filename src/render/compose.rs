@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::Rendered;
-use crate::config::model::{Condition, HealthTest, Mount, Restart, Userns};
+use crate::config::model::{Condition, HealthTest, Mount, Userns};
 use crate::plan::{Plan, ServicePlan};
 
 pub fn render(plan: &Plan) -> Rendered {
@@ -295,14 +295,7 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
             }),
         );
     }
-    let restart = match spec.restart {
-        Restart::No => "no".to_owned(),
-        Restart::Always => "always".to_owned(),
-        Restart::UnlessStopped => "unless-stopped".to_owned(),
-        Restart::OnFailure(None) => "on-failure".to_owned(),
-        Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
-    };
-    m.insert("restart".into(), json!(restart));
+    m.insert("restart".into(), json!(spec.restart.to_string()));
     let labels: std::collections::BTreeMap<_, _> = s
         .labels
         .iter()
