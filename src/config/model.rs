@@ -544,12 +544,17 @@ pub enum NetPolicy {
     /// The host's network: an explicit, audited opt-out.
     Host,
     /// Egress through devbox's proxy, decided per `host:port`.
-    Proxy {
-        default: Decision,
-        allow: Vec<String>,
-        warn: Vec<String>,
-        deny: Vec<String>,
-    },
+    Proxy(NetRules),
+}
+
+/// `host:port` patterns (`*.example.com:443`, `10.0.0.1:*`) and the default decision:
+/// a proxied policy's rules, as the runner's proxy decides them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NetRules {
+    pub default: Decision,
+    pub allow: Vec<String>,
+    pub warn: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

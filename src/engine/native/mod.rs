@@ -293,16 +293,11 @@ impl Native {
             net = match &p.net {
                 NetPolicy::None => NetDef::None,
                 NetPolicy::Host => NetDef::Host,
-                NetPolicy::Proxy {
-                    default,
-                    allow,
-                    warn,
-                    deny,
-                } => NetDef::Proxy {
-                    default: decision_word(*default).into(),
-                    allow: allow.clone(),
-                    warn: warn.clone(),
-                    deny: deny.clone(),
+                NetPolicy::Proxy(r) => NetDef::Proxy {
+                    default: decision_word(r.default).into(),
+                    allow: r.allow.clone(),
+                    warn: r.warn.clone(),
+                    deny: r.deny.clone(),
                 },
             };
         }
