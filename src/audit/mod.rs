@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::config::diagnostic::KeyPath;
 use crate::config::model::{
-    Config, Decision, FileContent, ImageRef, Mount, NetPolicy, NetRules, Policy, Restart, Service,
+    Config, Decision, FileContent, Ident, ImageRef, Mount, NetPolicy, NetRules, Policy, Restart,
+    Service,
 };
 
 pub use rules::{rule, Rule, Severity, RULES};
@@ -184,14 +185,13 @@ fn service(config: &Config, name: &str, s: &Service, out: &mut Out) {
             );
         }
     }
-    let (uid, gid) = s.user.split_once(':').unwrap_or((s.user.as_str(), ""));
-    if uid == "0" || uid == "root" {
+    if s.user.user().is_root() {
         out.add(
             "DBX007",
             p.key("user"),
             format!("service {name} runs as root"),
         );
-    } else if gid == "0" || gid == "root" {
+    } else if s.user.group().is_some_and(Ident::is_root) {
         out.add(
             "DBX008",
             p.key("user"),

@@ -203,7 +203,7 @@ pub fn container_spec(
         command: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
         env,
-        user: spec.user.clone(),
+        user: spec.user.to_string(),
         userns: spec.userns.clone(),
         workdir: spec.workdir.clone(),
         ports: spec.ports.clone(),

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::Rendered;
-use crate::config::model::{HealthTest, Mount, Restart, Userns};
+use crate::config::model::{HealthTest, Ident, Mount, Restart, Userns};
 use crate::healthcheck::HttpTarget;
 use crate::plan::{Plan, ServicePlan};
 
@@ -95,11 +95,6 @@ pub fn quantity(bytes: u64) -> String {
     bytes.to_string()
 }
 
-fn ids(user: &str) -> (Option<u32>, Option<u32>) {
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    (u.parse().ok(), g.parse().ok())
-}
-
 fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
     let spec = &s.spec;
     let name = dns_name(&s.container_name);
@@ -149,7 +144,7 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         c.insert("ports".into(), json!(ports));
     }
 
-    let (uid, gid) = ids(&spec.user);
+    let (uid, gid) = (spec.user.user().id(), spec.user.group().and_then(Ident::id));
     if uid.is_none() {
         warnings.push(format!(
             "kube: services.{}.user \"{}\" is a name; Kubernetes needs numeric ids, so runAsUser is not set",
