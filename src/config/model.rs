@@ -376,8 +376,68 @@ impl Mount {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Tmpfs {
     pub path: String,
-    /// Mount options as written after the colon (`size=64m,mode=1777`).
-    pub options: Vec<String>,
+    /// Mount options as written after the colon (`size=64m,mode=1777`), parsed.
+    pub options: Vec<TmpfsOption>,
+}
+
+impl Tmpfs {
+    /// The size limit in bytes, when an option sets one (the first, as kube reads it).
+    pub fn size(&self) -> Option<u64> {
+        self.options.iter().find_map(|o| match o.kind {
+            TmpfsKind::Size(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The options as the file wrote them, for engines and compose.
+    pub fn option_texts(&self) -> impl Iterator<Item = &str> {
+        self.options.iter().map(TmpfsOption::as_str)
+    }
+}
+
+/// One tmpfs mount option, parsed, and its text as written (`size=64m`, `mode=0755`),
+/// which is what engines are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsOption {
+    pub kind: TmpfsKind,
+    text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpfsKind {
+    /// Bytes.
+    Size(u64),
+    Mode(u32),
+    Uid(u64),
+    Gid(u64),
+    NrInodes(u64),
+    Exec,
+    NoExec,
+    Suid,
+    NoSuid,
+    Dev,
+    NoDev,
+    Ro,
+    Rw,
+}
+
+impl TmpfsOption {
+    pub fn new(kind: TmpfsKind, text: impl Into<String>) -> Self {
+        Self {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for TmpfsOption {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

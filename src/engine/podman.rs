@@ -224,7 +224,7 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
     }
     for t in &s.tmpfs {
         let mut o = vec!["rw".to_owned(), "nosuid".into(), "nodev".into()];
-        o.extend(t.options.iter().cloned());
+        o.extend(t.option_texts().map(str::to_owned));
         mounts.push(json!({
             "type": "tmpfs", "source": "tmpfs", "destination": t.path, "options": o,
         }));

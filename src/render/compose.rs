@@ -209,7 +209,8 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
                 if t.options.is_empty() {
                     t.path.clone()
                 } else {
-                    format!("{}:{}", t.path, t.options.join(","))
+                    let o: Vec<&str> = t.option_texts().collect();
+                    format!("{}:{}", t.path, o.join(","))
                 }
             })
             .collect();

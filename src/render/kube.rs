@@ -273,10 +273,8 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         let vname = format!("tmpfs-{i}");
         let mut ed = Map::new();
         ed.insert("medium".into(), json!("Memory"));
-        if let Some(size) = t.options.iter().find_map(|o| o.strip_prefix("size=")) {
-            if let Some(b) = crate::config::validate::parse_size(size) {
-                ed.insert("sizeLimit".into(), json!(quantity(b)));
-            }
+        if let Some(b) = t.size() {
+            ed.insert("sizeLimit".into(), json!(quantity(b)));
         }
         volumes.push(json!({ "name": vname, "emptyDir": ed }));
         mounts.push(json!({ "name": vname, "mountPath": t.path }));
