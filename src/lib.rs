@@ -11,6 +11,7 @@ pub mod data;
 pub mod doctor;
 pub mod engine;
 pub mod fsutil;
+pub mod healthcheck;
 pub mod import;
 pub mod ipc;
 pub mod plan;

@@ -135,11 +135,6 @@ impl UpReport {
     }
 }
 
-fn parse_ids(user: &str) -> Option<(u32, u32)> {
-    let (u, g) = user.split_once(':').unwrap_or((user, user));
-    Some((u.parse().ok()?, g.parse().ok()?))
-}
-
 /// Whether the engine maps the service's user to the host user, so that bind-mounted
 /// `.data` stays writable without devbox changing ownership: rootless Podman with
 /// keep-id, and the native engine, whose sandboxes write as the caller (through an
@@ -173,7 +168,7 @@ fn share_data_dirs(
         if keeps_host_user(info, s) {
             continue;
         }
-        let Some((uid, gid)) = parse_ids(&s.spec.user) else {
+        let Some((uid, gid)) = s.spec.user.ids() else {
             continue;
         };
         let mounted: Vec<&PathBuf> = s

@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::config::diagnostic::KeyPath;
 use crate::config::model::{
-    Config, Decision, FileContent, ImageRef, Mount, NetPolicy, Policy, Restart, Service,
+    Config, Decision, FileContent, Ident, ImageRef, Mount, NetPolicy, NetRules, Policy, Restart,
+    Service,
 };
 
 pub use rules::{rule, Rule, Severity, RULES};
@@ -184,14 +185,13 @@ fn service(config: &Config, name: &str, s: &Service, out: &mut Out) {
             );
         }
     }
-    let (uid, gid) = s.user.split_once(':').unwrap_or((s.user.as_str(), ""));
-    if uid == "0" || uid == "root" {
+    if s.user.user().is_root() {
         out.add(
             "DBX007",
             p.key("user"),
             format!("service {name} runs as root"),
         );
-    } else if gid == "0" || gid == "root" {
+    } else if s.user.group().is_some_and(Ident::is_root) {
         out.add(
             "DBX008",
             p.key("user"),
@@ -384,10 +384,10 @@ fn native_policy(name: &str, p: &KeyPath, pol: &Policy, out: &mut Out) {
             p.key("net"),
             format!("service {name} uses the host's network stack"),
         ),
-        NetPolicy::Proxy {
+        NetPolicy::Proxy(NetRules {
             default: Decision::Allow,
             ..
-        } => out.add(
+        }) => out.add(
             "DBX033",
             p.key("net").key("default"),
             format!("service {name} may reach any destination not denied"),
@@ -471,10 +471,10 @@ fn workers(config: &Config, out: &mut Out) {
                 p.key("net"),
                 format!("worker {name} uses the host's network directly"),
             ),
-            NetPolicy::Proxy {
+            NetPolicy::Proxy(NetRules {
                 default: Decision::Allow,
                 ..
-            } => out.add(
+            }) => out.add(
                 "DBX033",
                 p.key("net").key("default"),
                 format!("worker {name} may reach any destination not denied"),

@@ -12,7 +12,9 @@ use anyhow::{bail, Context};
 
 use super::Global;
 use crate::config::absolute;
-use crate::config::model::{Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, Policy, Worker};
+use crate::config::model::{
+    Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, NetRules, Policy, Worker,
+};
 use crate::config::validate::{parse_duration_ms, parse_size, valid_destination};
 use crate::runner::lifecycle::{self, ProcessId, Runs};
 use crate::runner::spec;
@@ -551,21 +553,16 @@ fn proxy(
     &mut Vec<String>,
     &mut Vec<String>,
 ) {
-    if !matches!(p.net, NetPolicy::Proxy { .. }) {
-        p.net = NetPolicy::Proxy {
+    if !matches!(p.net, NetPolicy::Proxy(_)) {
+        p.net = NetPolicy::Proxy(NetRules {
             default: Decision::Deny,
             allow: vec![],
             warn: vec![],
             deny: vec![],
-        };
+        });
     }
     match &mut p.net {
-        NetPolicy::Proxy {
-            default,
-            allow,
-            warn,
-            deny,
-        } => (default, allow, warn, deny),
+        NetPolicy::Proxy(r) => (&mut r.default, &mut r.allow, &mut r.warn, &mut r.deny),
         _ => unreachable!("set just above"),
     }
 }

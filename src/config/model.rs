@@ -129,7 +129,7 @@ pub struct Service {
     pub entrypoint: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     pub env_files: Vec<PathBuf>,
-    pub user: String,
+    pub user: User,
     pub userns: Option<Userns>,
     pub workdir: Option<String>,
     pub ports: Vec<Port>,
@@ -181,6 +181,104 @@ pub struct Service {
     pub defaults_applied: Vec<String>,
 }
 
+/// `user` after validation: a user and, after a colon, a group, each a number or a name
+/// (which the image's /etc/passwd and /etc/group resolve). Written out as the file wrote
+/// it: engines and compose take the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    text: String,
+    user: Ident,
+    group: Option<Ident>,
+}
+
+/// One half of a [`User`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ident {
+    Id(u32),
+    Name(String),
+}
+
+impl Ident {
+    fn parse(s: &str) -> Option<Self> {
+        if let Ok(n) = s.parse() {
+            Some(Self::Id(n))
+        } else if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            Some(Self::Name(s.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    pub fn id(&self) -> Option<u32> {
+        match self {
+            Self::Id(n) => Some(*n),
+            Self::Name(_) => None,
+        }
+    }
+
+    /// Number 0, or the name `root`.
+    pub fn is_root(&self) -> bool {
+        match self {
+            Self::Id(n) => *n == 0,
+            Self::Name(s) => s == "root",
+        }
+    }
+}
+
+impl User {
+    /// `UID`, `UID:GID`, `NAME` or `NAME:GROUP` (numbers and names mixed as wished); `None`
+    /// for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (user, group) = match s.split_once(':') {
+            Some((u, g)) => (Ident::parse(u)?, Some(Ident::parse(g)?)),
+            None => (Ident::parse(s)?, None),
+        };
+        Some(Self {
+            text: s.to_owned(),
+            user,
+            group,
+        })
+    }
+
+    pub fn user(&self) -> &Ident {
+        &self.user
+    }
+
+    pub fn group(&self) -> Option<&Ident> {
+        self.group.as_ref()
+    }
+
+    /// The user as numbers, as a native service runs and as `.data` is shared: `UID:GID`,
+    /// or `UID` with the gid equal to the uid. `None` when either is a name.
+    pub fn ids(&self) -> Option<(u32, u32)> {
+        let uid = self.user.id()?;
+        let gid = match &self.group {
+            Some(g) => g.id()?,
+            None => uid,
+        };
+        Some((uid, gid))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for User {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 /// The grace period when the file sets none, as compose and the engines have it.
 pub const DEFAULT_STOP_GRACE_S: u32 = 10;
 
@@ -188,20 +286,6 @@ impl Service {
     /// A host program run by devbox's runner rather than a container.
     pub fn is_native(&self) -> bool {
         self.image == ImageRef::Host
-    }
-
-    /// `user` as numbers, as a native service runs: `"UID:GID"`, or `"UID"` with the gid
-    /// equal to the uid (there is no image to give it a group). `None` for a user name,
-    /// which validation refuses on native services.
-    pub fn user_ids(&self) -> Option<(u32, u32)> {
-        let (u, g) = match self.user.split_once(':') {
-            Some((u, g)) => (u.parse().ok()?, g.parse().ok()?),
-            None => {
-                let u = self.user.parse().ok()?;
-                (u, u)
-            }
-        };
-        Some((u, g))
     }
 
     pub fn stop_grace_s(&self) -> u32 {
@@ -292,8 +376,68 @@ impl Mount {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Tmpfs {
     pub path: String,
-    /// Mount options as written after the colon (`size=64m,mode=1777`).
-    pub options: Vec<String>,
+    /// Mount options as written after the colon (`size=64m,mode=1777`), parsed.
+    pub options: Vec<TmpfsOption>,
+}
+
+impl Tmpfs {
+    /// The size limit in bytes, when an option sets one (the first, as kube reads it).
+    pub fn size(&self) -> Option<u64> {
+        self.options.iter().find_map(|o| match o.kind {
+            TmpfsKind::Size(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The options as the file wrote them, for engines and compose.
+    pub fn option_texts(&self) -> impl Iterator<Item = &str> {
+        self.options.iter().map(TmpfsOption::as_str)
+    }
+}
+
+/// One tmpfs mount option, parsed, and its text as written (`size=64m`, `mode=0755`),
+/// which is what engines are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsOption {
+    pub kind: TmpfsKind,
+    text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpfsKind {
+    /// Bytes.
+    Size(u64),
+    Mode(u32),
+    Uid(u64),
+    Gid(u64),
+    NrInodes(u64),
+    Exec,
+    NoExec,
+    Suid,
+    NoSuid,
+    Dev,
+    NoDev,
+    Ro,
+    Rw,
+}
+
+impl TmpfsOption {
+    pub fn new(kind: TmpfsKind, text: impl Into<String>) -> Self {
+        Self {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for TmpfsOption {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -336,6 +480,67 @@ pub enum Restart {
     Always,
     OnFailure(Option<u32>),
     UnlessStopped,
+}
+
+impl Restart {
+    /// The spellings the file takes, for messages.
+    pub const EXPECTED: &'static str =
+        "\"no\", \"always\", \"on-failure\", \"on-failure:N\" or \"unless-stopped\"";
+
+    /// The policy's name as the file, compose and Podman spell it.
+    pub fn policy(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Always => "always",
+            Self::OnFailure(_) => "on-failure",
+            Self::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// How many times `on-failure` restarts, when it is limited.
+    pub fn max_retries(self) -> Option<u32> {
+        match self {
+            Self::OnFailure(n) => n,
+            _ => None,
+        }
+    }
+}
+
+/// As the file and compose write it: `on-failure:3`.
+impl std::fmt::Display for Restart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.policy())?;
+        match self.max_retries() {
+            Some(n) => write!(f, ":{n}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The file's spelling (see [`Restart::EXPECTED`]).
+impl std::str::FromStr for Restart {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (policy, max) = match s.split_once(':') {
+            Some((p, n)) => (p, Some(n.parse::<u32>().map_err(|_| ())?)),
+            None => (s, None),
+        };
+        let r = [
+            Self::No,
+            Self::Always,
+            Self::OnFailure(None),
+            Self::UnlessStopped,
+        ]
+        .into_iter()
+        .find(|r| r.policy() == policy)
+        .ok_or(())?;
+        match (r, max) {
+            (_, None) => Ok(r),
+            (Self::OnFailure(_), Some(n)) => Ok(Self::OnFailure(Some(n))),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Text expected somewhere: a substring, or a regex written `/like this/`.
@@ -483,12 +688,17 @@ pub enum NetPolicy {
     /// The host's network: an explicit, audited opt-out.
     Host,
     /// Egress through devbox's proxy, decided per `host:port`.
-    Proxy {
-        default: Decision,
-        allow: Vec<String>,
-        warn: Vec<String>,
-        deny: Vec<String>,
-    },
+    Proxy(NetRules),
+}
+
+/// `host:port` patterns (`*.example.com:443`, `10.0.0.1:*`) and the default decision:
+/// a proxied policy's rules, as the runner's proxy decides them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NetRules {
+    pub default: Decision,
+    pub allow: Vec<String>,
+    pub warn: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -529,7 +739,7 @@ mod tests {
             entrypoint: None,
             env: BTreeMap::new(),
             env_files: Vec::new(),
-            user: user.into(),
+            user: User::parse(user).unwrap(),
             userns: None,
             workdir: None,
             ports: Vec::new(),
@@ -567,11 +777,56 @@ mod tests {
 
     #[test]
     fn a_native_user_is_a_uid_and_a_gid() {
-        assert_eq!(with_user("65532:65532").user_ids(), Some((65532, 65532)));
-        assert_eq!(with_user("1000:100").user_ids(), Some((1000, 100)));
-        assert_eq!(with_user("1000").user_ids(), Some((1000, 1000)));
-        assert_eq!(with_user("app").user_ids(), None);
-        assert_eq!(with_user("1000:staff").user_ids(), None);
+        assert_eq!(with_user("65532:65532").user.ids(), Some((65532, 65532)));
+        assert_eq!(with_user("1000:100").user.ids(), Some((1000, 100)));
+        assert_eq!(with_user("1000").user.ids(), Some((1000, 1000)));
+        assert_eq!(with_user("app").user.ids(), None);
+        assert_eq!(with_user("1000:staff").user.ids(), None);
         assert!(with_user("0").is_native());
+    }
+
+    #[test]
+    fn a_user_is_parsed_once_and_written_as_it_was() {
+        let u = User::parse("1000:staff").unwrap();
+        assert_eq!(u.user(), &Ident::Id(1000));
+        assert_eq!(u.group(), Some(&Ident::Name("staff".into())));
+        assert_eq!(u.to_string(), "1000:staff");
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"1000:staff\"");
+        let u = User::parse("app").unwrap();
+        assert_eq!((u.user(), u.group()), (&Ident::Name("app".into()), None));
+        assert!(User::parse("root:0").unwrap().user().is_root());
+        assert!(User::parse("0").unwrap().user().is_root());
+        assert!(!User::parse("1000:0").unwrap().user().is_root());
+        assert!(User::parse("1000:0").unwrap().group().unwrap().is_root());
+        for bad in ["", ":", "1000:", ":100", "a b", "1000:100:1", "ü"] {
+            assert_eq!(User::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_restart_policy_is_written_as_it_is_read() {
+        for (text, r) in [
+            ("no", Restart::No),
+            ("always", Restart::Always),
+            ("on-failure", Restart::OnFailure(None)),
+            ("on-failure:3", Restart::OnFailure(Some(3))),
+            ("unless-stopped", Restart::UnlessStopped),
+        ] {
+            assert_eq!(text.parse::<Restart>(), Ok(r));
+            assert_eq!(r.to_string(), text);
+        }
+        for bad in [
+            "",
+            "never",
+            "on-failure:",
+            "on-failure:x",
+            "always:3",
+            "on-failure:-1",
+        ] {
+            assert_eq!(bad.parse::<Restart>(), Err(()), "{bad}");
+        }
+        assert_eq!(Restart::OnFailure(Some(5)).policy(), "on-failure");
+        assert_eq!(Restart::OnFailure(Some(5)).max_retries(), Some(5));
+        assert_eq!(Restart::Always.max_retries(), None);
     }
 }

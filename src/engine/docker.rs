@@ -179,7 +179,7 @@ pub fn create_body(s: &ContainerSpec) -> ContainerCreateBody {
         .iter()
         .map(|t| {
             let mut o = vec!["rw".to_owned(), "nosuid".into(), "nodev".into()];
-            o.extend(t.options.iter().cloned());
+            o.extend(t.option_texts().map(str::to_owned));
             (t.path.clone(), o.join(","))
         })
         .collect();

@@ -21,9 +21,7 @@ use std::path::PathBuf;
 
 pub use deadline::{Deadlined, Limits};
 pub use select::{connect, discover, listening, Endpoint, Kind, Selection, ServiceGuard};
-pub use spec::{
-    container_spec, tcp_check, BuildSpec, ContainerSpec, HealthSpec, MountSpec, NativeSpec,
-};
+pub use spec::{container_spec, BuildSpec, ContainerSpec, HealthSpec, MountSpec, NativeSpec};
 
 /// Something an engine said no to, or could not be asked.
 #[derive(Debug, thiserror::Error)]

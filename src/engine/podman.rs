@@ -26,7 +26,7 @@ use super::{
     ExecOutput, ExecSpec, Kind, LogOptions, LogStream, MountSpec, NetworkSpec, PublishedPort,
     ResourceInfo, Result, VolumeSpec,
 };
-use crate::config::model::{Restart, Userns};
+use crate::config::model::Userns;
 use crate::plan::LABEL_PROJECT;
 
 const API: &str = "/v4.3.1";
@@ -224,7 +224,7 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
     }
     for t in &s.tmpfs {
         let mut o = vec!["rw".to_owned(), "nosuid".into(), "nodev".into()];
-        o.extend(t.options.iter().cloned());
+        o.extend(t.option_texts().map(str::to_owned));
         mounts.push(json!({
             "type": "tmpfs", "source": "tmpfs", "destination": t.path, "options": o,
         }));
@@ -307,14 +307,8 @@ pub fn spec_json(s: &ContainerSpec) -> Value {
             }),
         );
     }
-    let (policy, tries) = match s.restart {
-        Restart::No => ("no", None),
-        Restart::Always => ("always", None),
-        Restart::UnlessStopped => ("unless-stopped", None),
-        Restart::OnFailure(n) => ("on-failure", n),
-    };
-    put("restart_policy", json!(policy));
-    if let Some(t) = tries {
+    put("restart_policy", json!(s.restart.policy()));
+    if let Some(t) = s.restart.max_retries() {
         put("restart_tries", json!(t));
     }
     if s.privileged {

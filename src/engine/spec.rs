@@ -140,15 +140,6 @@ fn read_env_file(path: &std::path::Path) -> std::io::Result<BTreeMap<String, Str
     Ok(out)
 }
 
-/// A shell test that passes when something listens on the TCP port inside the
-/// container. It reads the kernel's socket table (any image with `sh` and `grep`), since
-/// `nc -z` is missing from many images, busybox's included; `nc -z` is the fallback.
-pub fn tcp_check(port: u16) -> String {
-    format!(
-        "grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null || nc -z 127.0.0.1 {port}"
-    )
-}
-
 /// The container for one service of the plan. Env files are read here (the file's own
 /// `env` wins over them, as in compose).
 pub fn container_spec(
@@ -190,21 +181,7 @@ pub fn container_spec(
         })
         .collect();
     let healthcheck = spec.healthcheck.as_ref().map(|h| HealthSpec {
-        test: match &h.test {
-            HealthTest::Cmd(argv) => {
-                let mut t = vec!["CMD".to_owned()];
-                t.extend(argv.iter().cloned());
-                t
-            }
-            HealthTest::Tcp(port) => vec!["CMD-SHELL".into(), tcp_check(*port)],
-            HealthTest::Http(url) => vec![
-                "CMD-SHELL".into(),
-                format!(
-                    "wget -q -O /dev/null {}",
-                    crate::render::compose::http_url(url, spec)
-                ),
-            ],
-        },
+        test: crate::healthcheck::command(&h.test, spec),
         interval_ms: h.interval_ms,
         timeout_ms: h.timeout_ms,
         retries: h.retries,
@@ -226,7 +203,7 @@ pub fn container_spec(
         command: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
         env,
-        user: spec.user.clone(),
+        user: spec.user.to_string(),
         userns: spec.userns.clone(),
         workdir: spec.workdir.clone(),
         ports: spec.ports.clone(),
@@ -257,12 +234,10 @@ pub fn container_spec(
         stop_timeout_s: spec.stop_grace_s(),
         native: spec.is_native().then(|| NativeSpec {
             policy: spec.policy.clone(),
-            check: spec.healthcheck.as_ref().map(|h| match &h.test {
-                HealthTest::Http(url) => {
-                    HealthTest::Http(crate::render::compose::http_url(url, spec))
-                }
-                t => t.clone(),
-            }),
+            check: spec
+                .healthcheck
+                .as_ref()
+                .map(|h| crate::healthcheck::resolve(&h.test, spec)),
         }),
     })
 }

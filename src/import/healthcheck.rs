@@ -7,12 +7,8 @@ use super::values::str_array;
 use super::yaml::{Loc, Node, V};
 use super::Ctx;
 use crate::config::diagnostic::KeyPath;
-
-/// Parses a devbox-rendered tcp healthcheck back to its port.
-pub(super) fn tcp_check_port(s: &str) -> Option<u16> {
-    let port: u16 = s.rsplit_once("nc -z 127.0.0.1 ")?.1.trim().parse().ok()?;
-    (crate::engine::tcp_check(port) == s).then_some(port)
-}
+use crate::config::model::HealthTest;
+use crate::healthcheck::{self, Parsed};
 
 pub(super) fn healthcheck(
     ctx: &mut Ctx,
@@ -30,33 +26,29 @@ pub(super) fn healthcheck(
     let test: Vec<String> = match v.get("test").map(|n| &n.v) {
         Some(V::Seq(items)) => items.iter().filter_map(Node::text).collect(),
         Some(_) => vec![
-            "CMD-SHELL".into(),
+            healthcheck::CMD_SHELL.into(),
             v.get("test").and_then(Node::text).unwrap_or_default(),
         ],
         None => Vec::new(),
     };
-    match test.first().map(String::as_str) {
-        Some("NONE") => {
+    match healthcheck::parse(&test) {
+        Parsed::Disabled => {
             ctx.note(yp, kloc, "healthcheck NONE: the service has none");
             return;
         }
-        Some("CMD") => {
-            h.insert("cmd", Value::Array(str_array(&test[1..])));
+        Parsed::Test(HealthTest::Cmd(argv)) => {
+            h.insert("cmd", Value::Array(str_array(&argv)));
         }
-        Some("CMD-SHELL") => {
-            let s = test[1..].join(" ");
-            if let Some(port) = tcp_check_port(&s) {
-                h.insert("tcp", i64::from(port).into());
-            } else if let Some(url) = s
-                .strip_prefix("wget -q -O /dev/null ")
-                .filter(|u| !u.contains(' '))
-            {
-                h.insert("http", url.into());
-            } else {
-                h.insert("cmd", s.into());
-            }
+        Parsed::Test(HealthTest::Tcp(port)) => {
+            h.insert("tcp", i64::from(port).into());
         }
-        _ => {
+        Parsed::Test(HealthTest::Http(url)) => {
+            h.insert("http", url.into());
+        }
+        Parsed::Shell(s) => {
+            h.insert("cmd", s.into());
+        }
+        Parsed::Missing => {
             ctx.unmapped(
                 yp,
                 kloc,
@@ -94,17 +86,11 @@ pub(super) fn shorten_http(t: &mut Table) {
         .and_then(|a| a.get(0))
         .and_then(Value::as_str)
         .and_then(|p| p.rsplit(':').next())
-        .map(|c| c.split('/').next().unwrap_or(c).to_owned());
+        .map(|c| c.split('/').next().unwrap_or(c).parse::<u16>().ok());
     if let Some(h) = t.get_mut("healthcheck").and_then(Item::as_inline_table_mut) {
-        let prefix = format!(
-            "http://127.0.0.1:{}/",
-            first_port.as_deref().unwrap_or("80")
-        );
-        let short = h
-            .get("http")
-            .and_then(Value::as_str)
-            .and_then(|u| u.strip_prefix(prefix.as_str()))
-            .map(|rest| format!("/{rest}"));
+        let short = first_port
+            .unwrap_or(Some(80))
+            .and_then(|port| healthcheck::http_path(h.get("http")?.as_str()?, port));
         if let Some(path) = short {
             h.insert("http", path.into());
         }

@@ -9,6 +9,7 @@ use super::values::{pairs, scalar_value, str_array};
 use super::yaml::{Loc, Node, V};
 use super::Ctx;
 use crate::config::diagnostic::KeyPath;
+use crate::config::model::Restart;
 
 pub(super) fn environment(
     ctx: &mut Ctx,
@@ -271,11 +272,16 @@ pub(super) fn deploy(
             "restart_policy" => {
                 let cond = n.get("condition").and_then(Node::text);
                 let max = n.get("max_attempts").and_then(Node::text);
+                // compose's conditions are `none`, `on-failure` and `any`; a
+                // `max_attempts` that is no number is kept for `check` to point at.
                 let r = match (cond.as_deref(), max) {
-                    (Some("none"), _) => "no".to_owned(),
-                    (Some("on-failure"), Some(m)) => format!("on-failure:{m}"),
-                    (Some("on-failure"), None) => "on-failure".to_owned(),
-                    _ => "always".to_owned(),
+                    (Some("none"), _) => Restart::No.to_string(),
+                    (Some("on-failure"), Some(m)) => match m.parse() {
+                        Ok(n) => Restart::OnFailure(Some(n)).to_string(),
+                        Err(_) => format!("{}:{m}", Restart::OnFailure(None)),
+                    },
+                    (Some("on-failure"), None) => Restart::OnFailure(None).to_string(),
+                    _ => Restart::Always.to_string(),
                 };
                 t.insert("restart", toml_edit::value(r));
                 ctx.at(key.key("restart"), *kat);

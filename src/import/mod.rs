@@ -173,8 +173,8 @@ pub fn convert(
 
 #[cfg(test)]
 mod tests {
-    use super::healthcheck::tcp_check_port;
     use super::*;
+    use crate::healthcheck::{tcp_port as tcp_check_port, tcp_shell};
 
     #[test]
     fn ports_default_to_loopback_on_import_and_to_every_address_in_audit() {
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn devbox_tcp_healthchecks_come_back_as_tcp() {
-        let s = crate::engine::tcp_check(7777);
+        let s = tcp_shell(7777);
         assert_eq!(tcp_check_port(&s), Some(7777));
         assert_eq!(tcp_check_port("nc -z 127.0.0.1 7777"), None);
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::Rendered;
-use crate::config::model::{Condition, HealthTest, Mount, Restart, Userns};
+use crate::config::model::{Condition, HealthTest, Mount, Userns};
 use crate::plan::{Plan, ServicePlan};
 
 pub fn render(plan: &Plan) -> Rendered {
@@ -209,7 +209,8 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
                 if t.options.is_empty() {
                     t.path.clone()
                 } else {
-                    format!("{}:{}", t.path, t.options.join(","))
+                    let o: Vec<&str> = t.option_texts().collect();
+                    format!("{}:{}", t.path, o.join(","))
                 }
             })
             .collect();
@@ -272,28 +273,18 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         m.insert("depends_on".into(), Value::Object(d));
     }
     if let Some(h) = &spec.healthcheck {
-        let test = match &h.test {
-            HealthTest::Cmd(argv) => {
-                let mut t = vec!["CMD".to_owned()];
-                t.extend(argv.iter().cloned());
-                t
-            }
-            HealthTest::Tcp(port) => {
-                warnings.push(format!(
-                    "compose: services.{}.healthcheck tcp = {port} rendered as a shell test (listening socket in /proc/net/tcp, else `nc -z`), which needs sh and grep in the image",
-                    s.name
-                ));
-                vec!["CMD-SHELL".into(), crate::engine::tcp_check(*port)]
-            }
-            HealthTest::Http(url) => {
-                let url = http_url(url, spec);
-                warnings.push(format!(
-                    "compose: services.{}.healthcheck http rendered as `wget -q -O /dev/null {url}`, which needs wget in the image",
-                    s.name
-                ));
-                vec!["CMD-SHELL".into(), format!("wget -q -O /dev/null {url}")]
-            }
-        };
+        let test = crate::healthcheck::command(&h.test, spec);
+        match &h.test {
+            HealthTest::Cmd(_) => {}
+            HealthTest::Tcp(port) => warnings.push(format!(
+                "compose: services.{}.healthcheck tcp = {port} rendered as a shell test (listening socket in /proc/net/tcp, else `nc -z`), which needs sh and grep in the image",
+                s.name
+            )),
+            HealthTest::Http(_) => warnings.push(format!(
+                "compose: services.{}.healthcheck http rendered as `{}`, which needs wget in the image",
+                s.name, test[1]
+            )),
+        }
         m.insert(
             "healthcheck".into(),
             json!({
@@ -305,14 +296,7 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
             }),
         );
     }
-    let restart = match spec.restart {
-        Restart::No => "no".to_owned(),
-        Restart::Always => "always".to_owned(),
-        Restart::UnlessStopped => "unless-stopped".to_owned(),
-        Restart::OnFailure(None) => "on-failure".to_owned(),
-        Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
-    };
-    m.insert("restart".into(), json!(restart));
+    m.insert("restart".into(), json!(spec.restart.to_string()));
     let labels: std::collections::BTreeMap<_, _> = s
         .labels
         .iter()
@@ -353,14 +337,4 @@ fn service(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         warnings.push(format!("compose: services.{}: {n}", s.name));
     }
     Value::Object(m)
-}
-
-/// A healthcheck URL: a bare path is on the first container port (or 80).
-pub fn http_url(url: &str, spec: &crate::config::model::Service) -> String {
-    if url.starts_with('/') {
-        let port = spec.ports.first().map_or(80, |p| p.container);
-        format!("http://127.0.0.1:{port}{url}")
-    } else {
-        url.to_owned()
-    }
 }

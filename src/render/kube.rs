@@ -3,9 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::compose::http_url;
 use super::Rendered;
-use crate::config::model::{HealthTest, Mount, Restart, Userns};
+use crate::config::model::{HealthTest, Ident, Mount, Restart, Userns};
+use crate::healthcheck::HttpTarget;
 use crate::plan::{Plan, ServicePlan};
 
 /// Kubernetes names allow lower-case letters, digits and `-`.
@@ -95,11 +95,6 @@ pub fn quantity(bytes: u64) -> String {
     bytes.to_string()
 }
 
-fn ids(user: &str) -> (Option<u32>, Option<u32>) {
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    (u.parse().ok(), g.parse().ok())
-}
-
 fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
     let spec = &s.spec;
     let name = dns_name(&s.container_name);
@@ -149,7 +144,7 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         c.insert("ports".into(), json!(ports));
     }
 
-    let (uid, gid) = ids(&spec.user);
+    let (uid, gid) = (spec.user.user().id(), spec.user.group().and_then(Ident::id));
     if uid.is_none() {
         warnings.push(format!(
             "kube: services.{}.user \"{}\" is a name; Kubernetes needs numeric ids, so runAsUser is not set",
@@ -231,14 +226,8 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
             HealthTest::Cmd(argv) => json!({ "exec": { "command": argv } }),
             HealthTest::Tcp(port) => json!({ "tcpSocket": { "port": port } }),
             HealthTest::Http(url) => {
-                let full = http_url(url, spec);
-                let rest = full.trim_start_matches("http://");
-                let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let port: u16 = hostport
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| p.parse().ok())
-                    .unwrap_or(80);
-                json!({ "httpGet": { "path": format!("/{path}"), "port": port } })
+                let t = HttpTarget::parse(&crate::healthcheck::http_url(url, spec));
+                json!({ "httpGet": { "path": t.path, "port": t.port } })
             }
         };
         let secs = |ms: u64| ms.div_ceil(1000).max(1);
@@ -284,10 +273,8 @@ fn pod(plan: &Plan, s: &ServicePlan, warnings: &mut Vec<String>) -> Value {
         let vname = format!("tmpfs-{i}");
         let mut ed = Map::new();
         ed.insert("medium".into(), json!("Memory"));
-        if let Some(size) = t.options.iter().find_map(|o| o.strip_prefix("size=")) {
-            if let Some(b) = crate::config::validate::parse_size(size) {
-                ed.insert("sizeLimit".into(), json!(quantity(b)));
-            }
+        if let Some(b) = t.size() {
+            ed.insert("sizeLimit".into(), json!(quantity(b)));
         }
         volumes.push(json!({ "name": vname, "emptyDir": ed }));
         mounts.push(json!({ "name": vname, "mountPath": t.path }));

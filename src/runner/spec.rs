@@ -132,31 +132,14 @@ pub enum Net {
     Proxy(NetRules),
 }
 
-/// `host:port` patterns (`*.example.com:443`, `10.0.0.1:*`) and the default decision.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct NetRules {
-    pub default: Decision,
-    pub allow: Vec<String>,
-    pub warn: Vec<String>,
-    pub deny: Vec<String>,
-}
+pub use crate::config::model::NetRules;
 
 impl From<&NetPolicy> for Net {
     fn from(p: &NetPolicy) -> Self {
         match p {
             NetPolicy::None => Net::None,
             NetPolicy::Host => Net::Host,
-            NetPolicy::Proxy {
-                default,
-                allow,
-                warn,
-                deny,
-            } => Net::Proxy(NetRules {
-                default: *default,
-                allow: allow.clone(),
-                warn: warn.clone(),
-                deny: deny.clone(),
-            }),
+            NetPolicy::Proxy(rules) => Net::Proxy(rules.clone()),
         }
     }
 }

@@ -1463,3 +1463,56 @@ fn uds_in_a_scratch_service_on_rootless_podman() {
 fn uds_in_a_scratch_service_on_docker() {
     uds_in_a_scratch_service_flow("docker");
 }
+
+// A tmpfs's options, the user and a restart limit go to each engine as the file wrote
+// them after validation has parsed them: the mount has its size and mode, the process its
+// ids, and the tcp healthcheck `up` waits for passes in the container.
+fn typed_service_keys_flow(name: &'static str) {
+    let Some(e) = engine(name) else { return };
+    let project = reference_copy(&e);
+    let dir = project.path.as_path();
+    std::fs::write(
+        dir.join("sandbox.toml"),
+        format!(
+            r#"[project]
+name = "typed-{name}"
+
+[services.web]
+image = "localhost/devbox-busybox:latest"
+command = ["httpd", "-f", "-p", "8080"]
+user = "1234:1234"
+tmpfs = ["/scratch:size=1m,mode=1777"]
+restart = "on-failure:3"
+healthcheck = {{ tcp = 8080, interval = "200ms", retries = 50 }}
+
+[[probes]]
+name = "mount and ids"
+exec = ["sh", "-c", "stat -c 'mode %a' /scratch; df -k /scratch | tail -n 1 | awk '{{print \"size \" $2}}'; echo ids $(id -u):$(id -g)"]
+in = "web"
+expect = "mode 1777\nsize 1024\nids 1234:1234"
+"#
+        ),
+    )
+    .unwrap();
+    let o = devbox(&e, dir, &["verify", "--json"]);
+    assert_eq!(o.code, 0, "[{name}] {}{}", o.stdout, o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let p = probe_outcome(&v, name, "mount and ids");
+    assert_eq!(p["passed"], true, "[{name}] {p}");
+    assert!(containers(&e, dir).is_empty(), "[{name}]");
+}
+
+#[test]
+fn typed_service_keys_reach_rootful_podman() {
+    typed_service_keys_flow("podman");
+}
+
+#[test]
+fn typed_service_keys_reach_rootless_podman() {
+    typed_service_keys_flow("podman-rootless");
+}
+
+#[test]
+fn typed_service_keys_reach_docker() {
+    typed_service_keys_flow("docker");
+}

@@ -8,7 +8,7 @@ use super::values::{check_env_names, duration, env_map, size};
 use super::Ctx;
 use crate::config::diagnostic::{Diagnostic, KeyPath};
 use crate::config::forms::NetPolicy as NetPolicy_;
-use crate::config::model::{Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, Policy};
+use crate::config::model::{Decision, EnvPolicy, FsPolicy, Limits, NetPolicy, NetRules, Policy};
 use crate::config::raw::RawPolicy;
 
 /// A `HOST:PORT` destination pattern: HOST may start with `*.`, PORT may be `*`.
@@ -62,12 +62,12 @@ pub(super) fn resolve_policy(cx: &mut Ctx, pp: &KeyPath, pol: &RawPolicy) -> Pol
                     }
                 }
             }
-            NetPolicy::Proxy {
+            NetPolicy::Proxy(NetRules {
                 default,
                 allow: r.allow.clone(),
                 warn: r.warn.clone(),
                 deny: r.deny.clone(),
-            }
+            })
         }
     };
     let fs_list = |cx: &mut Ctx, k: &str, l: &[String]| -> Vec<PathBuf> {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::Ctx;
 use crate::config::diagnostic::{Diagnostic, KeyPath};
 use crate::config::forms::{EnvValue, SizeValue, StringOrList};
+use crate::config::model::User;
 
 pub fn parse_mode(s: &str) -> Option<u32> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
@@ -128,18 +129,13 @@ pub(super) fn shell_words(c: &StringOrList) -> Vec<String> {
     }
 }
 
-pub(super) fn check_user(cx: &mut Ctx, p: &KeyPath, u: &str) {
-    let (user, group) = u.split_once(':').unwrap_or((u, ""));
-    let valid = |s: &str| {
-        !s.is_empty()
-            && (s.parse::<u32>().is_ok()
-                || s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
-    };
-    if !valid(user) || (u.contains(':') && !valid(group)) {
+pub(super) fn check_user(cx: &mut Ctx, p: &KeyPath, u: &str) -> Option<User> {
+    let user = User::parse(u);
+    if user.is_none() {
         cx.err(
             Diagnostic::error(p.clone(), format!("invalid user `{u}`"))
                 .expected("\"UID\", \"UID:GID\" or a user name, such as \"1000:1000\""),
         );
     }
+    user
 }

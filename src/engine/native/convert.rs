@@ -62,16 +62,11 @@ impl Native {
             net = match &p.net {
                 NetPolicy::None => NetDef::None,
                 NetPolicy::Host => NetDef::Host,
-                NetPolicy::Proxy {
-                    default,
-                    allow,
-                    warn,
-                    deny,
-                } => NetDef::Proxy {
-                    default: decision_word(*default).into(),
-                    allow: allow.clone(),
-                    warn: warn.clone(),
-                    deny: deny.clone(),
+                NetPolicy::Proxy(r) => NetDef::Proxy {
+                    default: decision_word(r.default).into(),
+                    allow: r.allow.clone(),
+                    warn: r.warn.clone(),
+                    deny: r.deny.clone(),
                 },
             };
         }
@@ -183,23 +178,11 @@ fn decision_word(d: Decision) -> &'static str {
 
 /// `http://HOST:PORT/PATH` as a check on the service's own port.
 fn http_check(url: &str) -> Check {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().unwrap_or(80)),
-        None => (authority, 80),
-    };
+    let t = crate::healthcheck::HttpTarget::parse(url);
     Check::Http {
-        port,
-        host: host.to_owned(),
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_owned()
-        },
+        port: t.port,
+        host: t.host,
+        path: t.path,
     }
 }
 

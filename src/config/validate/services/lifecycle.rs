@@ -10,20 +10,14 @@ use crate::config::validate::Ctx;
 
 pub(super) fn restart(cx: &mut Ctx, p: &KeyPath, raw: &RawService) -> Restart {
     match raw.restart.as_deref() {
-        None | Some("no") => Restart::No,
-        Some("always") => Restart::Always,
-        Some("unless-stopped") => Restart::UnlessStopped,
-        Some("on-failure") => Restart::OnFailure(None),
-        Some(r) => match r.strip_prefix("on-failure:").map(str::parse::<u32>) {
-            Some(Ok(n)) => Restart::OnFailure(Some(n)),
-            _ => {
-                cx.err(
-                    Diagnostic::error(p.key("restart"), format!("unknown restart policy `{r}`"))
-                        .expected("\"no\", \"always\", \"on-failure\", \"on-failure:N\" or \"unless-stopped\""),
-                );
-                Restart::No
-            }
-        },
+        None => Restart::No,
+        Some(r) => r.parse().unwrap_or_else(|()| {
+            cx.err(
+                Diagnostic::error(p.key("restart"), format!("unknown restart policy `{r}`"))
+                    .expected(Restart::EXPECTED),
+            );
+            Restart::No
+        }),
     }
 }
 

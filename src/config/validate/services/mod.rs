@@ -51,6 +51,9 @@ fn resolve_service(cx: &mut Ctx, p: &KeyPath, raw: &RawService, repaired: bool) 
     let image = image_ref(cx, p, raw);
     let policy = native::confinement(cx, p, raw, image == ImageRef::Host, repaired);
     let (user, userns) = security::identity(cx, p, raw, &mut defaults);
+    if image == ImageRef::Host {
+        native::check_user(cx, p, raw, &user);
+    }
     let (env, env_files) = env::environment(cx, p, raw);
     let ports = ports::service_ports(cx, p, raw);
     let fs = mounts::filesystem(cx, p, raw, &mut defaults);

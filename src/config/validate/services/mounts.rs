@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::config::diagnostic::{Diagnostic, KeyPath};
 use crate::config::forms::VolumeSpec;
-use crate::config::model::{Mount, Tmpfs};
+use crate::config::model::{Mount, Tmpfs, TmpfsKind, TmpfsOption};
 use crate::config::raw::RawService;
 use crate::config::validate::ctx::reference;
 use crate::config::validate::paths::{expand_home, lexical_join, project_path};
@@ -56,27 +56,14 @@ pub(super) fn filesystem(
             );
             continue;
         }
-        let options: Vec<String> = opts
-            .split(',')
-            .filter(|o| !o.is_empty())
-            .map(str::to_owned)
-            .collect();
-        for o in &options {
-            let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
-            let ok = match k {
-                "size" => parse_size(v).is_some(),
-                "mode" => parse_mode(v).is_some(),
-                "uid" | "gid" | "nr_inodes" => v.parse::<u64>().is_ok(),
-                "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev" | "ro" | "rw" => {
-                    v.is_empty()
-                }
-                _ => false,
-            };
-            if !ok {
-                cx.err(
+        let mut options = Vec::new();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match tmpfs_option(o) {
+                Some(kind) => options.push(TmpfsOption::new(kind, o)),
+                None => cx.err(
                     Diagnostic::error(p.key("tmpfs").index(i), format!("invalid tmpfs option `{o}`"))
                         .expected("size=N, mode=OCTAL, uid=N, gid=N, nr_inodes=N, exec, noexec, nosuid, nodev, ro, rw"),
-                );
+                ),
             }
         }
         tmpfs.push(Tmpfs {
@@ -88,6 +75,28 @@ pub(super) fn filesystem(
         mounts,
         read_only,
         tmpfs,
+    }
+}
+
+/// One `tmpfs` option: `key=value` or a flag.
+fn tmpfs_option(o: &str) -> Option<TmpfsKind> {
+    let (k, v) = o.split_once('=').unwrap_or((o, ""));
+    let flag = |kind| v.is_empty().then_some(kind);
+    match k {
+        "size" => parse_size(v).map(TmpfsKind::Size),
+        "mode" => parse_mode(v).map(TmpfsKind::Mode),
+        "uid" => v.parse().ok().map(TmpfsKind::Uid),
+        "gid" => v.parse().ok().map(TmpfsKind::Gid),
+        "nr_inodes" => v.parse().ok().map(TmpfsKind::NrInodes),
+        "exec" => flag(TmpfsKind::Exec),
+        "noexec" => flag(TmpfsKind::NoExec),
+        "suid" => flag(TmpfsKind::Suid),
+        "nosuid" => flag(TmpfsKind::NoSuid),
+        "dev" => flag(TmpfsKind::Dev),
+        "nodev" => flag(TmpfsKind::NoDev),
+        "ro" => flag(TmpfsKind::Ro),
+        "rw" => flag(TmpfsKind::Rw),
+        _ => None,
     }
 }
 
@@ -190,4 +199,52 @@ fn parse_mount(cx: &mut Ctx, p: &KeyPath, spec: &VolumeSpec) -> Option<Mount> {
         target,
         read_only,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tmpfs_option_is_typed_and_a_bad_one_refused() {
+        assert_eq!(tmpfs_option("size=64m"), Some(TmpfsKind::Size(64 << 20)));
+        assert_eq!(tmpfs_option("mode=1777"), Some(TmpfsKind::Mode(0o1777)));
+        assert_eq!(tmpfs_option("mode=0755"), Some(TmpfsKind::Mode(0o755)));
+        assert_eq!(tmpfs_option("uid=1000"), Some(TmpfsKind::Uid(1000)));
+        assert_eq!(tmpfs_option("gid=100"), Some(TmpfsKind::Gid(100)));
+        assert_eq!(
+            tmpfs_option("nr_inodes=10000"),
+            Some(TmpfsKind::NrInodes(10000))
+        );
+        assert_eq!(tmpfs_option("noexec"), Some(TmpfsKind::NoExec));
+        assert_eq!(tmpfs_option("nosuid"), Some(TmpfsKind::NoSuid));
+        assert_eq!(tmpfs_option("nodev"), Some(TmpfsKind::NoDev));
+        assert_eq!(tmpfs_option("ro"), Some(TmpfsKind::Ro));
+        for bad in [
+            "size=lots",
+            "mode=999",
+            "uid=-1",
+            "noexec=1",
+            "huge",
+            "size",
+        ] {
+            assert_eq!(tmpfs_option(bad), None, "{bad}");
+        }
+        let t = Tmpfs {
+            path: "/tmp".into(),
+            options: vec![
+                TmpfsOption::new(TmpfsKind::Mode(0o755), "mode=0755"),
+                TmpfsOption::new(TmpfsKind::Size(1 << 30), "size=1g"),
+            ],
+        };
+        assert_eq!(t.size(), Some(1 << 30));
+        assert_eq!(
+            t.option_texts().collect::<Vec<_>>(),
+            ["mode=0755", "size=1g"]
+        );
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"path":"/tmp","options":["mode=0755","size=1g"]}"#
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::diagnostic::{Diagnostic, KeyPath};
 use crate::config::forms::NetPolicy as NetPolicy_;
-use crate::config::model::Policy;
+use crate::config::model::{Policy, User};
 use crate::config::raw::{RawLimits, RawPolicy, RawService};
 use crate::config::validate::policy::resolve_policy;
 use crate::config::validate::Ctx;
@@ -141,17 +141,16 @@ fn check_native(cx: &mut Ctx, p: &KeyPath, raw: &RawService, repaired: bool) {
             );
         }
     }
-    if let Some(u) = &raw.user {
-        let numeric = {
-            let (user, group) = u.split_once(':').unwrap_or((u, "0"));
-            user.parse::<u32>().is_ok() && group.parse::<u32>().is_ok()
-        };
-        if !numeric {
-            cx.err(
-                Diagnostic::error(p.key("user"), format!("user `{u}` is not numeric"))
-                    .expected("\"UID\" or \"UID:GID\", such as \"65532:65532\"")
-                    .hint("a native service has no image whose /etc/passwd could name the user"),
-            );
-        }
+}
+
+/// A native service's `user` (as `identity` resolved it) is numbers: there is no image
+/// to name it in.
+pub(super) fn check_user(cx: &mut Ctx, p: &KeyPath, raw: &RawService, user: &User) {
+    if raw.user.is_some() && user.ids().is_none() {
+        cx.err(
+            Diagnostic::error(p.key("user"), format!("user `{user}` is not numeric"))
+                .expected("\"UID\" or \"UID:GID\", such as \"65532:65532\"")
+                .hint("a native service has no image whose /etc/passwd could name the user"),
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! `cap_add`, `no_new_privileges`, `security_opt`.
 
 use crate::config::diagnostic::{Diagnostic, KeyPath};
-use crate::config::model::Userns;
+use crate::config::model::{Ident, User, Userns};
 use crate::config::raw::RawService;
 use crate::config::validate::values::check_user;
 use crate::config::validate::Ctx;
@@ -60,15 +60,14 @@ pub(super) fn identity(
     p: &KeyPath,
     raw: &RawService,
     defaults: &mut Vec<String>,
-) -> (String, Option<Userns>) {
+) -> (User, Option<Userns>) {
+    let default = || User::parse(DEFAULT_USER).expect("the default user is valid");
     let user = match &raw.user {
-        Some(u) => {
-            check_user(cx, &p.key("user"), u);
-            u.clone()
-        }
+        // An invalid user is an error already; the default stands in.
+        Some(u) => check_user(cx, &p.key("user"), u).unwrap_or_else(default),
         None => {
             defaults.push(format!("user = \"{DEFAULT_USER}\""));
-            DEFAULT_USER.to_owned()
+            default()
         }
     };
     let userns = raw
@@ -78,11 +77,9 @@ pub(super) fn identity(
     (user, userns)
 }
 
-fn parse_userns(cx: &mut Ctx, p: &KeyPath, u: &str, user: &str) -> Option<Userns> {
+fn parse_userns(cx: &mut Ctx, p: &KeyPath, u: &str, user: &User) -> Option<Userns> {
     let numeric = |s: &str| s.parse::<u32>().ok();
-    let (uid0, gid0) = user
-        .split_once(':')
-        .map_or((numeric(user), None), |(a, b)| (numeric(a), numeric(b)));
+    let (uid0, gid0) = (user.user().id(), user.group().and_then(Ident::id));
     match u {
         "host" => Some(Userns::Host),
         "auto" => Some(Userns::Auto),
