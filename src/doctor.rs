@@ -37,6 +37,31 @@ fn check(name: &str, status: Status, detail: String, fix: Option<&str>) -> Check
     }
 }
 
+/// The project's containers on the engine devbox would use for `choice`, when that engine
+/// is among the `found` ones (or native, which needs no socket: its supervisor or its
+/// records say what runs); none otherwise. Finding the engine blocks, so this runs
+/// outside `rt`, and asks on it.
+pub fn running(
+    rt: &tokio::runtime::Runtime,
+    choice: crate::config::model::EngineChoice,
+    project: &str,
+    found: &[(engine::Endpoint, EngineInfo)],
+    limits: engine::Limits,
+) -> Vec<ContainerInfo> {
+    if choice == crate::config::model::EngineChoice::Native {
+        return rt
+            .block_on(engine::native::Native::new().list_containers(project))
+            .unwrap_or_default();
+    }
+    match engine::discover(choice, limits) {
+        Ok(engine::Selection::Ready(ep)) if found.iter().any(|(f, _)| f.socket == ep.socket) => {
+            let e = engine::select::open(&ep, limits);
+            rt.block_on(e.list_containers(project)).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The engines: which sockets answer, with version and rootless or not.
 pub async fn engines(
     out: &mut Vec<Check>,

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod lock;
+pub mod observe;
 pub mod ports;
 pub mod progress;
 pub mod reconcile;

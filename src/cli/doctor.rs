@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use super::Global;
 use crate::doctor::{self, Check, Status};
-use crate::engine::Engine;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,24 +27,13 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let mut project = None;
     if let Some(loaded) = &loaded {
         let plan = crate::plan::plan(&loaded.config);
-        let native = loaded.config.project.engine == crate::config::model::EngineChoice::Native;
-        // The native engine needs no socket: its supervisor (or its records) say what runs.
-        let running = if native {
-            rt.block_on(crate::engine::native::Native::new().list_containers(&plan.project))
-                .unwrap_or_default()
-        } else {
-            match crate::engine::discover(loaded.config.project.engine, limits) {
-                Ok(crate::engine::Selection::Ready(ep))
-                    if found.iter().any(|(f, _)| f.socket == ep.socket) =>
-                {
-                    rt.block_on(
-                        crate::engine::select::open(&ep, limits).list_containers(&plan.project),
-                    )
-                    .unwrap_or_default()
-                }
-                _ => Vec::new(),
-            }
-        };
+        let running = doctor::running(
+            &rt,
+            loaded.config.project.engine,
+            &plan.project,
+            &found,
+            limits,
+        );
         doctor::ports(&mut checks, &plan, &running);
         project = Some(plan.project.clone());
     }

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use super::Global;
 use crate::apply::{self, DownOptions, Progress};
 use crate::config::{self, ConfigError, Diagnostic, LoadOptions, Loaded, Severity};
-use crate::engine::Engine;
 use crate::words::count;
 
 #[derive(Debug, clap::Args)]
@@ -48,7 +47,7 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     ))?;
     let mut volumes = false;
     if a.volumes {
-        let list = rt.block_on(conn.engine.list_volumes(&project))?;
+        let list = rt.block_on(apply::observe::volumes(&conn.engine, &project))?;
         if !list.is_empty() {
             eprintln!("named volumes of project {project} (their data is lost):");
             for v in &list {

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::process::{ExitCode, Stdio};
 
 use super::Global;
-use crate::engine::{Endpoint, Engine, ExecSpec, Kind};
+use crate::engine::{Endpoint, ExecSpec, Kind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,11 +48,9 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let conn = super::engine::connect_quietly(&loaded)?;
     let rt = super::engine::runtime()?;
     let out = rt.block_on(async {
-        let containers = conn.engine.list_containers(&plan.project).await?;
-        let Some(c) = containers
-            .iter()
-            .find(|c| c.service() == Some(a.service.as_str()) && c.running())
-        else {
+        let running =
+            crate::apply::observe::running(&conn.engine, &plan.project, &a.service).await?;
+        let Some(c) = running.as_ref() else {
             anyhow::bail!(
                 "service `{}` has no running container\nhint: `devbox up` starts it; `devbox status` shows what runs",
                 a.service
@@ -74,7 +72,7 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             tty: false,
             stdin: false,
         };
-        Ok(Ok(conn.engine.exec(&c.id, &spec).await?))
+        Ok(Ok(crate::apply::observe::exec(&conn.engine, c, &spec).await?))
     })?;
     let out = match out {
         Ok(out) => out,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 
 use super::Global;
-use crate::engine::{Engine, LogLine, LogOptions};
+use crate::engine::{LogLine, LogOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,35 +63,24 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let color =
         !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     rt.block_on(async {
-        let containers = conn.engine.list_containers(&plan.project).await?;
-        if containers.is_empty() && !plan.services.is_empty() {
-            anyhow::bail!(
+        let found =
+            crate::apply::observe::logs(&conn.engine, &plan.project, &a.services, &opts).await?;
+        let found = match found {
+            Some(f) => f,
+            None if plan.services.is_empty() => Vec::new(),
+            None => anyhow::bail!(
                 "project {} has no containers, so there are no logs (`devbox down` removes containers and their logs)\nhint: `devbox up` starts it",
                 plan.project
-            );
-        }
-        let chosen: Vec<_> = containers
-            .iter()
-            .filter(|c| {
-                c.service()
-                    .is_some_and(|s| a.services.is_empty() || a.services.iter().any(|x| x == s))
-            })
-            .collect();
-        let width = chosen
-            .iter()
-            .filter_map(|c| c.service())
-            .map(str::len)
-            .max()
-            .unwrap_or(0);
+            ),
+        };
+        let width = found.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
         let mut streams = Vec::new();
-        for (i, c) in chosen.iter().enumerate() {
-            let name = c.service().unwrap_or_default().to_owned();
+        for (i, (name, s)) in found.into_iter().enumerate() {
             let prefix = if color {
                 format!("\x1b[{}m{name:<width$} |\x1b[0m", COLORS[i % COLORS.len()])
             } else {
                 format!("{name:<width$} |")
             };
-            let s = conn.engine.logs(&c.id, &opts).await?;
             streams.push(s.map(move |l| (prefix.clone(), l)).boxed());
         }
         let mut out = std::io::stdout().lock();

@@ -1,5 +1,7 @@
 //! The command line: clap types, one file per command, and the mapping of errors to
-//! exit codes. Commands never talk to an engine directly.
+//! exit codes. Commands never talk to an engine directly: `engine.rs` connects, and
+//! apply (`apply::observe` for status, logs, exec and reset), verify, probe and doctor
+//! do the talking.
 
 mod audit;
 mod check;

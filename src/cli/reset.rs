@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use super::Global;
 use crate::apply::{self, DownOptions, Progress};
-use crate::engine::Engine;
 use crate::words::count;
 
 #[derive(Debug, clap::Args)]
@@ -34,21 +33,17 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}; nothing was removed"))?;
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
-    let (containers, networks, volumes, images) = rt.block_on(async {
+    let apply::observe::Made {
+        containers,
+        networks,
+        volumes,
+        images,
+    } = rt.block_on(async {
         let e = &conn.engine;
         apply::check_checkout(e, &plan.project, &plan.dir, a.take_over).await?;
         let found = crate::verify::remove_leftovers(e, &loaded.config).await?;
         super::verify::print_leftovers(&found);
-        Ok::<_, apply::ApplyError>((
-            e.list_containers(&plan.project).await?,
-            e.list_networks(&plan.project).await?,
-            e.list_volumes(&plan.project).await?,
-            if a.images {
-                e.list_images(&plan.project).await?
-            } else {
-                Vec::new()
-            },
-        ))
+        Ok::<_, apply::ApplyError>(apply::observe::made(e, &plan.project, a.images).await?)
     })?;
     let mut lines = Vec::new();
     lines.extend(containers.iter().map(|c| format!("container {}", c.name)));
@@ -96,13 +91,7 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
             timeout_s: 1,
         };
         apply::down(&conn.engine, &plan.project, &opts, &Progress::quiet()).await?;
-        for i in &images {
-            match conn.engine.remove_image(i).await {
-                // Gone with an image it was a layer of.
-                Err(e) if e.kind == crate::engine::ErrorKind::NotFound => {}
-                other => other?,
-            }
-        }
+        apply::observe::remove_images(&conn.engine, &images).await?;
         Ok::<_, apply::ApplyError>(())
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{} was not touched", plan.data.root.display()))?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Global;
-use crate::engine::{ContainerInfo, Engine};
+use crate::engine::ContainerInfo;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,25 +40,7 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     let plan = crate::plan::plan(&loaded.config);
     let conn = super::engine::connect(&loaded)?;
     let rt = super::engine::runtime()?;
-    let found: Vec<ContainerInfo> = rt.block_on(async {
-        let list = conn.engine.list_containers(&plan.project).await?;
-        // Engines that do not schedule healthchecks themselves get a fresh one.
-        let mut fresh = Vec::new();
-        for c in list {
-            let checked = c.running()
-                && c.service()
-                    .and_then(|s| plan.service(s))
-                    .is_some_and(|s| s.spec.healthcheck.is_some());
-            if checked && conn.engine.run_healthcheck(&c.id).await.is_ok() {
-                fresh.push(conn.engine.inspect_container(&c.id).await.unwrap_or(c));
-            } else {
-                fresh.push(c);
-            }
-        }
-        Ok::<_, crate::engine::EngineError>(fresh)
-    })?;
-    let info = rt.block_on(conn.engine.info())?;
-    let state = crate::apply::reconcile(&plan, found, &info)?;
+    let state = rt.block_on(crate::apply::observe::status(&conn.engine, &plan))?;
     let mut rows = Vec::new();
     let row =
         |service: &str, c: Option<&ContainerInfo>, notes: Vec<String>, outdated, orphan| Row {

@@ -88,13 +88,12 @@ pub(super) fn run(g: &Global, a: &Args) -> anyhow::Result<ExitCode> {
     }
     // Ports held by a running `up` of this project would make verify fail to bind.
     let plan = crate::plan::plan(config);
-    let running = rt.block_on(crate::engine::Engine::list_containers(
-        &conn.engine,
-        &plan.project,
-    ));
-    if running
-        .as_ref()
-        .is_ok_and(|r| r.iter().any(|c| c.running() && !c.ports.is_empty()))
+    if rt
+        .block_on(crate::apply::observe::holds_ports(
+            &conn.engine,
+            &plan.project,
+        ))
+        .unwrap_or(false)
     {
         return fail(&format!(
             "project {} is up and holds its ports, which verify needs for its own copy\nhint: `devbox probe` checks the running environment; `devbox down` frees the ports",
