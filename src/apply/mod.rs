@@ -25,7 +25,8 @@ use crate::engine::{
     ErrorKind, Kind, LogOptions, NetworkSpec, ResourceInfo, VolumeSpec,
 };
 use crate::fsutil::PathError;
-use crate::plan::{NetworkPlan, Plan, ServicePlan, LABEL_DIR, LABEL_HASH, LABEL_PROJECT};
+use crate::plan::names::{self, LABEL_DIR, LABEL_HASH, LABEL_STOP_GRACE};
+use crate::plan::{NetworkPlan, Plan, ServicePlan};
 pub use progress::Progress;
 pub use reconcile::{reconcile, Reconciled, ServiceState};
 
@@ -453,9 +454,6 @@ pub fn desired(
     Ok(spec)
 }
 
-/// The label that tells `down` how long a container's grace period is, in seconds.
-pub const LABEL_STOP_GRACE: &str = "devbox.stop-grace";
-
 /// What the config hash is taken over: the spec as text. The stop and init settings came
 /// later; at their old values (no init, the image's signal, 10 s) they are left out, so a
 /// container whose settings did not change keeps its hash and is not recreated.
@@ -501,7 +499,7 @@ async fn ensure_network<E: Engine>(
     n: &NetworkPlan,
     notes: &mut Vec<String>,
 ) -> Result<ResourceInfo, ApplyError> {
-    let ours = |r: &ResourceInfo| r.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project);
+    let ours = |r: &ResourceInfo| names::labelled_for(&r.labels, project);
     let refuse_foreign = |found: &[ResourceInfo]| {
         let ids: Vec<String> = found
             .iter()

@@ -372,7 +372,7 @@ fn containers_of_another_checkout_are_refused_unless_taken_over() {
     assert_eq!(r.recreated, vec!["db"]);
     let c = &rt.block_on(e.list_containers("demo")).unwrap()[0];
     assert_eq!(
-        c.labels[crate::plan::LABEL_DIR],
+        c.labels[crate::plan::names::LABEL_DIR],
         b.path().display().to_string()
     );
     assert!(rt
@@ -390,7 +390,7 @@ fn a_container_without_the_directory_label_is_adopted() {
     let rt = rt();
     let info = rt.block_on(e.info()).unwrap();
     let mut spec = desired(&plan, plan.service("db").unwrap(), &info, &BTreeMap::new()).unwrap();
-    spec.labels.remove(crate::plan::LABEL_DIR);
+    spec.labels.remove(crate::plan::names::LABEL_DIR);
     rt.block_on(e.create_network(&network_spec(plan.network("default").unwrap())))
         .unwrap();
     let id = rt.block_on(e.create_container(&spec)).unwrap();

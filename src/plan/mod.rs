@@ -12,17 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::model::{self, Config, EngineChoice, ImageRef, Mount};
 
-pub const LABEL_PROJECT: &str = "devbox.project";
-pub const LABEL_SERVICE: &str = "devbox.service";
-pub const LABEL_HASH: &str = "devbox.config-hash";
-pub const LABEL_KIND: &str = "devbox.kind";
-/// The project directory a container was made from. Set by apply on the engine's
-/// containers only (not in rendered files), and left out of the config hash.
-pub const LABEL_DIR: &str = "devbox.project-dir";
-/// On what `verify` makes under its throwaway project name: the real project's name, so
-/// that the project's next `up`, `verify` or `reset` can remove what a killed run left
-/// (`podman ps -a --filter label=devbox.parent=NAME` lists it).
-pub const LABEL_PARENT: &str = "devbox.parent";
+pub mod names;
+
+pub use names::{LABEL_DIR, LABEL_HASH, LABEL_KIND, LABEL_PARENT, LABEL_PROJECT, LABEL_SERVICE};
 
 /// The network every service joins unless it names its own.
 pub const DEFAULT_NETWORK: &str = "default";
@@ -119,13 +111,6 @@ pub fn hash_of<T: Serialize>(value: &T) -> String {
     hex::encode(Sha256::digest(json))
 }
 
-fn labels(project: &str, kind: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut l = extra.clone();
-    l.insert(LABEL_PROJECT.into(), project.into());
-    l.insert(LABEL_KIND.into(), kind.into());
-    l
-}
-
 /// Builds the plan. The config is valid, so this cannot fail.
 pub fn plan(config: &Config) -> Plan {
     let project = config.project.name.clone();
@@ -143,11 +128,11 @@ pub fn plan(config: &Config) -> Plan {
                 &spec.args,
                 &spec.target,
             ));
-            let mut l = labels(&project, "image", &BTreeMap::new());
+            let mut l = names::labels(&project, "image", &BTreeMap::new());
             l.insert(LABEL_HASH.into(), hash.clone());
             ImagePlan {
                 key: key.clone(),
-                tag: format!("localhost/devbox-{project}-{key}:{}", &hash[..12]),
+                tag: names::image_tag(&project, key, &hash),
                 hash,
                 labels: l,
                 spec: spec.clone(),
@@ -160,11 +145,11 @@ pub fn plan(config: &Config) -> Plan {
         .iter()
         .map(|(key, v)| {
             let hash = hash_of(&v.labels);
-            let mut l = labels(&project, "volume", &v.labels);
+            let mut l = names::labels(&project, "volume", &v.labels);
             l.insert(LABEL_HASH.into(), hash.clone());
             VolumePlan {
                 key: key.clone(),
-                name: format!("{project}_{key}"),
+                name: names::resource(&project, key),
                 hash,
                 labels: l,
             }
@@ -216,16 +201,16 @@ pub fn plan(config: &Config) -> Plan {
             .mounts
             .iter()
             .map(|m| match m {
-                Mount::Volume { name, .. } => format!("{project}_{name}"),
+                Mount::Volume { name, .. } => names::resource(&project, name),
                 Mount::Bind { source, .. } => source.display().to_string(),
             })
             .collect();
         let hash = hash_of(&(&engine_view(spec), &image, &nets, &mounts, &project));
-        let mut l = labels(&project, "service", &spec.labels);
+        let mut l = names::labels(&project, "service", &spec.labels);
         l.insert(LABEL_SERVICE.into(), name.clone());
         l.insert(LABEL_HASH.into(), hash.clone());
         services.push(ServicePlan {
-            container_name: format!("{project}-{name}"),
+            container_name: names::container(&project, &name),
             name,
             image,
             networks: nets,
@@ -239,7 +224,7 @@ pub fn plan(config: &Config) -> Plan {
         let mut n = network_plan(&project, DEFAULT_NETWORK, false, &BTreeMap::new());
         // Named like the project itself (`PROJECT`), as devbox names a project's own
         // network; declared networks are `PROJECT_KEY`.
-        n.name = project.clone();
+        n.name = names::default_network(&project);
         networks.push(n);
         networks.sort_by(|a, b| a.key.cmp(&b.key));
     }
@@ -282,11 +267,11 @@ fn network_plan(
     extra: &BTreeMap<String, String>,
 ) -> NetworkPlan {
     let hash = hash_of(&(internal, extra));
-    let mut l = labels(project, "network", extra);
+    let mut l = names::labels(project, "network", extra);
     l.insert(LABEL_HASH.into(), hash.clone());
     NetworkPlan {
         key: key.into(),
-        name: format!("{project}_{key}"),
+        name: names::resource(project, key),
         internal,
         hash,
         labels: l,
