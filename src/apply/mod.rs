@@ -392,7 +392,9 @@ pub fn image_tags(plan: &Plan) -> Result<BTreeMap<String, String>, ApplyError> {
     Ok(tags)
 }
 
-fn context_skips(plan: &Plan) -> [PathBuf; 4] {
+/// What a build context never sends: the data tree (as planned and as the file names
+/// it) and devbox's own files.
+pub(crate) fn context_skips(plan: &Plan) -> [PathBuf; 4] {
     [
         plan.data.root.clone(),
         // The data root as the file names it (`verify` runs on a copy elsewhere).
@@ -442,9 +444,8 @@ pub fn desired(
             spec.late_networks = late.iter().map(name).collect();
         }
     }
-    spec.labels.remove(LABEL_HASH);
-    let hash = crate::plan::hash_of(&hash_text(&spec));
-    spec.labels.insert(LABEL_HASH.into(), hash);
+    spec.labels
+        .insert(LABEL_HASH.into(), crate::plan::hash::config_hash(&spec));
     // Derived from the (hashed) stop timeout, for `down`, which sees only containers.
     spec.labels
         .insert(LABEL_STOP_GRACE.into(), spec.stop_timeout_s.to_string());
@@ -452,19 +453,6 @@ pub fn desired(
     spec.labels
         .insert(LABEL_DIR.into(), plan.dir.display().to_string());
     Ok(spec)
-}
-
-/// What the config hash is taken over: the spec as text. The stop and init settings came
-/// later; at their old values (no init, the image's signal, 10 s) they are left out, so a
-/// container whose settings did not change keeps its hash and is not recreated.
-fn hash_text(spec: &ContainerSpec) -> String {
-    // The native settings came later still; an image's container has none.
-    let text = format!("{spec:?}").replace(", native: None }", " }");
-    let old = ", init: false, stop_signal: None, stop_timeout_s: 10 }";
-    match text.strip_suffix(old) {
-        Some(head) => format!("{head} }}"),
-        None => text,
-    }
 }
 
 /// A container's grace period: its label, or the engines' 10 s for one made before it.

@@ -489,3 +489,24 @@ fn reconcile_marks_edited_services_outdated_and_removed_ones_orphans() {
         )
     );
 }
+
+// The plan tagged built images by their settings and `up` by their content, so a rendered
+// file named an image that was never built.
+#[test]
+fn the_plan_names_the_tag_that_is_built_and_the_hash_that_is_labelled() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), TWO);
+    let e = fake();
+    rt().block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    let tag = &plan.image("app").unwrap().tag;
+    assert_eq!(e.calls()[0], format!("build {tag}"));
+    assert_eq!(&plan.service("web").unwrap().image, tag);
+    let web = rt().block_on(e.inspect_container("demo-web")).unwrap();
+    assert_eq!(web.image, *tag);
+    // The fake is no engine that adjusts what it is sent: the label is the plan's hash.
+    assert_eq!(
+        web.config_hash(),
+        Some(plan.service("web").unwrap().hash.as_str())
+    );
+}

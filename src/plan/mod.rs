@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::config::model::{self, Config, EngineChoice, ImageRef, Mount};
+use crate::config::model::{self, Config, EngineChoice, ImageRef};
 
+pub mod hash;
 pub mod names;
+
+pub use hash::hash_of;
 
 pub use names::{LABEL_DIR, LABEL_HASH, LABEL_KIND, LABEL_PARENT, LABEL_PROJECT, LABEL_SERVICE};
 
@@ -42,7 +44,8 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ImagePlan {
     pub key: String,
-    /// `localhost/devbox-PROJECT-KEY:HASH12`
+    /// `localhost/devbox-PROJECT-KEY:DIGEST12`, the tag `up` builds: a digest of `hash`
+    /// and the context's files.
     pub tag: String,
     pub hash: String,
     pub labels: BTreeMap<String, String>,
@@ -102,13 +105,6 @@ impl Plan {
     pub fn network(&self, key: &str) -> Option<&NetworkPlan> {
         self.networks.iter().find(|n| n.key == key)
     }
-}
-
-/// sha2 over the canonical JSON of `value` (maps are ordered, so equal settings hash
-/// equal).
-pub fn hash_of<T: Serialize>(value: &T) -> String {
-    let json = serde_json::to_vec(value).expect("plan values serialize");
-    hex::encode(Sha256::digest(json))
 }
 
 /// Builds the plan. The config is valid, so this cannot fail.
@@ -195,27 +191,16 @@ pub fn plan(config: &Config) -> Plan {
             // A native service runs a host program: there is no image.
             ImageRef::Host => String::new(),
         };
-        // Named volumes and networks by their engine names, so renaming the project
-        // recreates the service.
-        let mounts: Vec<String> = spec
-            .mounts
-            .iter()
-            .map(|m| match m {
-                Mount::Volume { name, .. } => names::resource(&project, name),
-                Mount::Bind { source, .. } => source.display().to_string(),
-            })
-            .collect();
-        let hash = hash_of(&(&engine_view(spec), &image, &nets, &mounts, &project));
         let mut l = names::labels(&project, "service", &spec.labels);
         l.insert(LABEL_SERVICE.into(), name.clone());
-        l.insert(LABEL_HASH.into(), hash.clone());
         services.push(ServicePlan {
             container_name: names::container(&project, &name),
             name,
             image,
             networks: nets,
             labels: l,
-            hash,
+            // Set below, once the plan's names are all known.
+            hash: String::new(),
             notes,
             spec: spec.clone(),
         });
@@ -229,7 +214,7 @@ pub fn plan(config: &Config) -> Plan {
         networks.sort_by(|a, b| a.key.cmp(&b.key));
     }
 
-    Plan {
+    let mut plan = Plan {
         image_project: project.clone(),
         project,
         dir: config.dir.clone(),
@@ -242,22 +227,47 @@ pub fn plan(config: &Config) -> Plan {
         services,
         probes: config.probes.clone(),
         workers: config.workers.clone(),
+    };
+    built_tags(&mut plan);
+    for i in 0..plan.services.len() {
+        let hash = service_hash(&plan, &plan.services[i]);
+        let s = &mut plan.services[i];
+        s.labels.insert(LABEL_HASH.into(), hash.clone());
+        s.hash = hash;
+    }
+    plan
+}
+
+/// Tags each built image as `up` builds it, by the digest of its context
+/// ([`crate::apply::context`]), so that what the plan (and every file rendered from it)
+/// names is the image that is built. A context that cannot be read keeps the tag of its
+/// settings alone; `up` reports the unreadable file when it builds.
+fn built_tags(plan: &mut Plan) {
+    let skip = crate::apply::context_skips(plan);
+    for image in &mut plan.images {
+        if let Ok(ctx) = crate::apply::context::prepare(&plan.project, image, &skip) {
+            image.tag = ctx.tag;
+        }
+    }
+    for s in &mut plan.services {
+        if let ImageRef::Built(k) = &s.spec.image {
+            if let Some(i) = plan.images.iter().find(|i| &i.key == k) {
+                s.image = i.tag.clone();
+            }
+        }
     }
 }
 
-/// A service as the engine sees it: without what only devbox's reports use (which
-/// defaults were filled in, audit waivers, how a bind source was spelled), so that equal
-/// containers hash equal however the file wrote them.
-fn engine_view(spec: &model::Service) -> model::Service {
-    let mut s = spec.clone();
-    s.defaults_applied.clear();
-    s.waivers.clear();
-    for m in &mut s.mounts {
-        if let Mount::Bind { source_rel, .. } = m {
-            source_rel.clear();
-        }
-    }
-    s
+/// The config hash of the container the plan describes for `s`, before any engine's
+/// adjustments ([`hash::config_hash`], as `up` computes the label over what it sends).
+/// An env file that cannot be read is left out; `up` reports it.
+fn service_hash(plan: &Plan, s: &ServicePlan) -> String {
+    let spec = crate::engine::container_spec(plan, s).unwrap_or_else(|_| {
+        let mut s = s.clone();
+        s.spec.env_files.clear();
+        crate::engine::container_spec(plan, &s).expect("only env files are read")
+    });
+    hash::config_hash(&spec)
 }
 
 fn network_plan(
