@@ -91,6 +91,11 @@ fn logs_block(logs: &[String]) -> String {
     s
 }
 
+/// Why `up` recreates a container whose hash label an older devbox computed
+/// ([`crate::plan::hash::HASH_VERSION`]): its settings may be the same, but their hash
+/// cannot be compared.
+pub const FORMAT_CHANGED: &str = "devbox's configuration format changed";
+
 /// How long a just-started container must keep running before `up` trusts it.
 const SETTLE_MS: u64 = 100;
 
@@ -121,6 +126,9 @@ pub struct UpReport {
     pub build_ms: u64,
     pub created: Vec<String>,
     pub recreated: Vec<String>,
+    /// Why a service in `recreated` was, when it was not an edit of its settings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reasons: BTreeMap<String, String>,
     pub started: Vec<String>,
     pub unchanged: Vec<String>,
     pub orphans: Vec<String>,
@@ -765,6 +773,13 @@ pub async fn up<E: Engine>(
             }
             other => {
                 if let Some(c) = other {
+                    if c.config_hash()
+                        .is_some_and(|h| !crate::plan::hash::is_current(h))
+                    {
+                        report
+                            .reasons
+                            .insert(s.name.clone(), FORMAT_CHANGED.to_owned());
+                    }
                     ui.step(&s.name, "recreating");
                     engine.stop_container(&c.id, stop_grace(&c)).await?;
                     engine.remove_container(&c.id).await?;
@@ -853,13 +868,16 @@ pub async fn up<E: Engine>(
         );
         let c = wait_for(engine, s, id, cond, deadline).await?;
         let what = if report.created.contains(&s.name) {
-            "created"
+            "created".to_owned()
         } else if report.recreated.contains(&s.name) {
-            "recreated"
+            match report.reasons.get(&s.name) {
+                Some(why) => format!("recreated: {why}"),
+                None => "recreated".to_owned(),
+            }
         } else if report.started.contains(&s.name) {
-            "started"
+            "started".to_owned()
         } else {
-            "up to date"
+            "up to date".to_owned()
         };
         let health = c
             .health

@@ -510,3 +510,39 @@ fn the_plan_names_the_tag_that_is_built_and_the_hash_that_is_labelled() {
         Some(plan.service("web").unwrap().hash.as_str())
     );
 }
+
+// A container whose hash an older devbox computed is recreated once, and `up` says that
+// its settings did not change, devbox's hash form did.
+#[test]
+fn a_hash_of_the_older_form_recreates_once_and_says_why() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), TWO);
+    let e = fake();
+    let rt = rt();
+    let opts = UpOptions::default();
+    rt.block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    // What the release before the hash version wrote: 64 hex digits.
+    e.set_label("demo-web", names::LABEL_HASH, &"0".repeat(64));
+    let r = rt
+        .block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.recreated, vec!["web"]);
+    assert_eq!(r.unchanged, vec!["db"]);
+    assert_eq!(
+        r.reasons,
+        BTreeMap::from([("web".to_owned(), FORMAT_CHANGED.to_owned())])
+    );
+    let again = rt
+        .block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(again.unchanged, vec!["db", "web"]);
+    assert!(again.reasons.is_empty());
+    // An edit of the settings is no change of format: no reason given.
+    let edited = plan_of(d.path(), &TWO.replace("8080:80", "8081:80"));
+    let r = rt
+        .block_on(up(&e, &edited, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.recreated, vec!["web"]);
+    assert!(r.reasons.is_empty(), "{:?}", r.reasons);
+}

@@ -75,6 +75,16 @@ impl Fake {
         self.state.lock().unwrap().networks.clone()
     }
 
+    /// Sets a label on a container, as an older devbox may have set it.
+    pub fn set_label(&self, container: &str, key: &str, value: &str) {
+        let mut s = self.state.lock().unwrap();
+        let c = s
+            .containers
+            .get_mut(container)
+            .expect("a container of that name");
+        c.labels.insert(key.to_owned(), value.to_owned());
+    }
+
     pub fn add_image(&self, reference: &str) {
         self.state.lock().unwrap().images.push(reference.to_owned());
     }
