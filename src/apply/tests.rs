@@ -504,11 +504,20 @@ fn the_plan_names_the_tag_that_is_built_and_the_hash_that_is_labelled() {
     assert_eq!(&plan.service("web").unwrap().image, tag);
     let web = rt().block_on(e.inspect_container("demo-web")).unwrap();
     assert_eq!(web.image, *tag);
-    // The fake is no engine that adjusts what it is sent: the label is the plan's hash.
+    // The fake is no engine that adjusts what it is sent: the label is the one hash
+    // function over what was sent.
+    let sent = desired(
+        &plan,
+        plan.service("web").unwrap(),
+        &rt().block_on(e.info()).unwrap(),
+        &BTreeMap::from([("app".to_owned(), tag.clone())]),
+    )
+    .unwrap();
     assert_eq!(
         web.config_hash(),
-        Some(plan.service("web").unwrap().hash.as_str())
+        sent.labels.get(LABEL_HASH).map(String::as_str)
     );
+    assert!(web.config_hash().is_some_and(crate::plan::hash::is_current));
 }
 
 // A container whose hash an older devbox computed is recreated once, and `up` says that

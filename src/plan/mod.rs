@@ -259,11 +259,19 @@ fn built_tags(plan: &mut Plan) {
 }
 
 /// The config hash of the container the plan describes for `s`, before any engine's
-/// adjustments ([`hash::config_hash`], as `up` computes the label over what it sends).
-/// An env file that cannot be read is left out; `up` reports it.
+/// adjustments: [`hash::config_hash`], the function `up` computes the label with over
+/// what it sends. A built image counts here by its build settings (the tag of its
+/// [`ImagePlan::hash`]), not by its context's files, so that the plan and the files
+/// rendered from it change with the settings only; `up`'s label adds the content tag. An
+/// env file that cannot be read is left out; `up` reports it.
 fn service_hash(plan: &Plan, s: &ServicePlan) -> String {
-    let spec = crate::engine::container_spec(plan, s).unwrap_or_else(|_| {
-        let mut s = s.clone();
+    let mut s = s.clone();
+    if let ImageRef::Built(k) = &s.spec.image {
+        if let Some(i) = plan.image(k) {
+            s.image = names::image_tag(&plan.project, k, &i.hash);
+        }
+    }
+    let spec = crate::engine::container_spec(plan, &s).unwrap_or_else(|_| {
         s.spec.env_files.clear();
         crate::engine::container_spec(plan, &s).expect("only env files are read")
     });

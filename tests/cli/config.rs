@@ -476,7 +476,7 @@ memory = "64m"
     let plan = plan_json(&p);
     assert_eq!(
         service_hash(&plan, "a"),
-        "v2-f94800708b6a7cba4f81a8171bde9199d4c9ba0e6bb6cbd51174f8af32fe083c"
+        "v2-46424e773854b91de33021901811373f802422f911993ddc8d62b753253cdb72"
     );
     assert_eq!(
         service_hash(&plan, "b"),
