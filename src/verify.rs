@@ -18,14 +18,14 @@ use crate::apply::{self, DownOptions, Progress, UpOptions};
 use crate::config::model::{Config, Mount, ProbeKind};
 use crate::engine::Engine;
 use crate::fsutil::WrapPath;
-use crate::plan::{LABEL_PARENT, LABEL_PROJECT};
+use crate::plan::names::{self, LABEL_PARENT, LABEL_PROJECT};
 use crate::probe::{self, report::Timings, Outcome};
 
 /// The configuration `verify` runs: another project name, and the data root (and every
 /// bind source and probed path under it) moved to `scratch`.
 pub fn throwaway(config: &Config, scratch: &Path) -> Config {
     let mut c = config.clone();
-    c.project.name = format!("{}-verify-{}", config.project.name, std::process::id());
+    c.project.name = names::verify_project(&config.project.name, std::process::id());
     let old = config.data.root.clone();
     let moved =
         |p: &Path| -> Option<PathBuf> { p.strip_prefix(&old).ok().map(|r| scratch.join(r)) };
@@ -351,14 +351,13 @@ pub async fn remove_leftovers<E: Engine>(
             .filter(|p| p.is_absolute() && is_scratch_of(parent, p))
             .unwrap_or_default();
         let mut c = config.clone();
-        c.project.name = format!("{parent}-verify-{pid}");
+        c.project.name = names::verify_project(parent, pid);
         let mut plan = crate::plan::plan(&c);
         plan.image_project = parent.clone();
         let mut removed =
             remove_throwaway(engine, parent, &plan, &scratch, &BTreeSet::new(), false).await?;
         // The images that run built, by its record (the file may have changed since).
-        let prefix = format!("localhost/devbox-{parent}-");
-        for t in lines.filter(|t| t.starts_with(&prefix)) {
+        for t in lines.filter(|t| names::is_image_of(parent, t)) {
             if engine.image_exists(t).await? {
                 engine.remove_image(t).await?;
                 removed.push(format!("image {t}"));

@@ -134,7 +134,7 @@ pub fn prepare(project: &str, image: &ImagePlan, skip: &[PathBuf]) -> Result<Con
     h.update(&tar);
     let digest = hex::encode(h.finalize());
     Ok(Context {
-        tag: format!("localhost/devbox-{project}-{}:{}", image.key, &digest[..12]),
+        tag: crate::plan::names::image_tag(project, &image.key, &digest),
         containerfile,
         tar,
         files,

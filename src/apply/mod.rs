@@ -26,7 +26,8 @@ use crate::engine::{
     ErrorKind, Kind, LogOptions, NetworkSpec, ResourceInfo, VolumeSpec,
 };
 use crate::fsutil::PathError;
-use crate::plan::{NetworkPlan, Plan, ServicePlan, LABEL_DIR, LABEL_HASH, LABEL_PROJECT};
+use crate::plan::names::{self, LABEL_DIR, LABEL_HASH, LABEL_STOP_GRACE};
+use crate::plan::{NetworkPlan, Plan, ServicePlan};
 pub use progress::Progress;
 pub use reconcile::{reconcile, Reconciled, ServiceState};
 
@@ -91,6 +92,11 @@ fn logs_block(logs: &[String]) -> String {
     s
 }
 
+/// Why `up` recreates a container whose hash label an older devbox computed
+/// ([`crate::plan::hash::HASH_VERSION`]): its settings may be the same, but their hash
+/// cannot be compared.
+pub const FORMAT_CHANGED: &str = "devbox's configuration format changed";
+
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     /// Rebuild images even when their tag exists.
@@ -118,6 +124,9 @@ pub struct UpReport {
     pub build_ms: u64,
     pub created: Vec<String>,
     pub recreated: Vec<String>,
+    /// Why a service in `recreated` was, when it was not an edit of its settings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reasons: BTreeMap<String, String>,
     pub started: Vec<String>,
     pub unchanged: Vec<String>,
     pub orphans: Vec<String>,
@@ -384,7 +393,9 @@ pub fn image_tags(plan: &Plan) -> Result<BTreeMap<String, String>, ApplyError> {
     Ok(tags)
 }
 
-fn context_skips(plan: &Plan) -> [PathBuf; 4] {
+/// What a build context never sends: the data tree (as planned and as the file names
+/// it) and devbox's own files.
+pub(crate) fn context_skips(plan: &Plan) -> [PathBuf; 4] {
     [
         plan.data.root.clone(),
         // The data root as the file names it (`verify` runs on a copy elsewhere).
@@ -434,9 +445,8 @@ pub fn desired(
             spec.late_networks = late.iter().map(name).collect();
         }
     }
-    spec.labels.remove(LABEL_HASH);
-    let hash = crate::plan::hash_of(&hash_text(&spec));
-    spec.labels.insert(LABEL_HASH.into(), hash);
+    spec.labels
+        .insert(LABEL_HASH.into(), crate::plan::hash::config_hash(&spec));
     // Derived from the (hashed) stop timeout, for `down`, which sees only containers.
     spec.labels
         .insert(LABEL_STOP_GRACE.into(), spec.stop_timeout_s.to_string());
@@ -444,22 +454,6 @@ pub fn desired(
     spec.labels
         .insert(LABEL_DIR.into(), plan.dir.display().to_string());
     Ok(spec)
-}
-
-/// The label that tells `down` how long a container's grace period is, in seconds.
-pub const LABEL_STOP_GRACE: &str = "devbox.stop-grace";
-
-/// What the config hash is taken over: the spec as text. The stop and init settings came
-/// later; at their old values (no init, the image's signal, 10 s) they are left out, so a
-/// container whose settings did not change keeps its hash and is not recreated.
-fn hash_text(spec: &ContainerSpec) -> String {
-    // The native settings came later still; an image's container has none.
-    let text = format!("{spec:?}").replace(", native: None }", " }");
-    let old = ", init: false, stop_signal: None, stop_timeout_s: 10 }";
-    match text.strip_suffix(old) {
-        Some(head) => format!("{head} }}"),
-        None => text,
-    }
 }
 
 /// A container's grace period: its label, or the engines' 10 s for one made before it.
@@ -494,7 +488,7 @@ async fn ensure_network<E: Engine>(
     n: &NetworkPlan,
     notes: &mut Vec<String>,
 ) -> Result<ResourceInfo, ApplyError> {
-    let ours = |r: &ResourceInfo| r.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project);
+    let ours = |r: &ResourceInfo| names::labelled_for(&r.labels, project);
     let refuse_foreign = |found: &[ResourceInfo]| {
         let ids: Vec<String> = found
             .iter()
@@ -772,6 +766,13 @@ pub async fn up<E: Engine>(
             }
             other => {
                 if let Some(c) = other {
+                    if c.config_hash()
+                        .is_some_and(|h| !crate::plan::hash::is_current(h))
+                    {
+                        report
+                            .reasons
+                            .insert(s.name.clone(), FORMAT_CHANGED.to_owned());
+                    }
                     ui.step(&s.name, "recreating");
                     engine.stop_container(&c.id, stop_grace(&c)).await?;
                     engine.remove_container(&c.id).await?;
@@ -857,13 +858,16 @@ pub async fn up<E: Engine>(
         );
         let c = wait_for(engine, s, id, cond, deadline).await?;
         let what = if report.created.contains(&s.name) {
-            "created"
+            "created".to_owned()
         } else if report.recreated.contains(&s.name) {
-            "recreated"
+            match report.reasons.get(&s.name) {
+                Some(why) => format!("recreated: {why}"),
+                None => "recreated".to_owned(),
+            }
         } else if report.started.contains(&s.name) {
-            "started"
+            "started".to_owned()
         } else {
-            "up to date"
+            "up to date".to_owned()
         };
         let health = c
             .health

@@ -3,7 +3,8 @@
 //! service claims any more. Only compares; never talks to the engine.
 
 use crate::engine::{ContainerInfo, EngineInfo};
-use crate::plan::{Plan, ServicePlan, LABEL_HASH};
+use crate::plan::names::LABEL_HASH;
+use crate::plan::{Plan, ServicePlan};
 
 use super::{desired, image_tags, ApplyError};
 

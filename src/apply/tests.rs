@@ -372,7 +372,7 @@ fn containers_of_another_checkout_are_refused_unless_taken_over() {
     assert_eq!(r.recreated, vec!["db"]);
     let c = &rt.block_on(e.list_containers("demo")).unwrap()[0];
     assert_eq!(
-        c.labels[crate::plan::LABEL_DIR],
+        c.labels[crate::plan::names::LABEL_DIR],
         b.path().display().to_string()
     );
     assert!(rt
@@ -390,7 +390,7 @@ fn a_container_without_the_directory_label_is_adopted() {
     let rt = rt();
     let info = rt.block_on(e.info()).unwrap();
     let mut spec = desired(&plan, plan.service("db").unwrap(), &info, &BTreeMap::new()).unwrap();
-    spec.labels.remove(crate::plan::LABEL_DIR);
+    spec.labels.remove(crate::plan::names::LABEL_DIR);
     rt.block_on(e.create_network(&network_spec(plan.network("default").unwrap())))
         .unwrap();
     let id = rt.block_on(e.create_container(&spec)).unwrap();
@@ -488,4 +488,70 @@ fn reconcile_marks_edited_services_outdated_and_removed_ones_orphans() {
             vec!["demo-web".into()]
         )
     );
+}
+
+// The plan tagged built images by their settings and `up` by their content, so a rendered
+// file named an image that was never built.
+#[test]
+fn the_plan_names_the_tag_that_is_built_and_the_hash_that_is_labelled() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), TWO);
+    let e = fake();
+    rt().block_on(up(&e, &plan, &UpOptions::default(), &Progress::quiet()))
+        .unwrap();
+    let tag = &plan.image("app").unwrap().tag;
+    assert_eq!(e.calls()[0], format!("build {tag}"));
+    assert_eq!(&plan.service("web").unwrap().image, tag);
+    let web = rt().block_on(e.inspect_container("demo-web")).unwrap();
+    assert_eq!(web.image, *tag);
+    // The fake is no engine that adjusts what it is sent: the label is the one hash
+    // function over what was sent.
+    let sent = desired(
+        &plan,
+        plan.service("web").unwrap(),
+        &rt().block_on(e.info()).unwrap(),
+        &BTreeMap::from([("app".to_owned(), tag.clone())]),
+    )
+    .unwrap();
+    assert_eq!(
+        web.config_hash(),
+        sent.labels.get(LABEL_HASH).map(String::as_str)
+    );
+    assert!(web.config_hash().is_some_and(crate::plan::hash::is_current));
+}
+
+// A container whose hash an older devbox computed is recreated once, and `up` says that
+// its settings did not change, devbox's hash form did.
+#[test]
+fn a_hash_of_the_older_form_recreates_once_and_says_why() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = plan_of(d.path(), TWO);
+    let e = fake();
+    let rt = rt();
+    let opts = UpOptions::default();
+    rt.block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    // What the release before the hash version wrote: 64 hex digits.
+    e.set_label("demo-web", names::LABEL_HASH, &"0".repeat(64));
+    let r = rt
+        .block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.recreated, vec!["web"]);
+    assert_eq!(r.unchanged, vec!["db"]);
+    assert_eq!(
+        r.reasons,
+        BTreeMap::from([("web".to_owned(), FORMAT_CHANGED.to_owned())])
+    );
+    let again = rt
+        .block_on(up(&e, &plan, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(again.unchanged, vec!["db", "web"]);
+    assert!(again.reasons.is_empty());
+    // An edit of the settings is no change of format: no reason given.
+    let edited = plan_of(d.path(), &TWO.replace("8080:80", "8081:80"));
+    let r = rt
+        .block_on(up(&e, &edited, &opts, &Progress::quiet()))
+        .unwrap();
+    assert_eq!(r.recreated, vec!["web"]);
+    assert!(r.reasons.is_empty(), "{:?}", r.reasons);
 }

@@ -24,7 +24,7 @@ use super::{
     ResourceInfo, Result, VolumeSpec,
 };
 use crate::config::model::{Restart, Userns};
-use crate::plan::LABEL_PROJECT;
+use crate::plan::names;
 
 pub struct Docker {
     socket: PathBuf,
@@ -105,10 +105,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{LABEL_PROJECT}={project}")],
-    )])
+    HashMap::from([("label".to_owned(), vec![names::project_filter(project)])])
 }
 
 fn network_info(n: bollard::models::Network) -> ResourceInfo {

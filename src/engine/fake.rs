@@ -9,7 +9,7 @@ use super::{
     ExecOutput, ExecSpec, Kind, LogOptions, LogStream, NetworkSpec, PublishedPort, ResourceInfo,
     Result, VolumeSpec,
 };
-use crate::plan::LABEL_PROJECT;
+use crate::plan::names;
 
 #[derive(Default)]
 struct State {
@@ -75,6 +75,16 @@ impl Fake {
         self.state.lock().unwrap().networks.clone()
     }
 
+    /// Sets a label on a container, as an older devbox may have set it.
+    pub fn set_label(&self, container: &str, key: &str, value: &str) {
+        let mut s = self.state.lock().unwrap();
+        let c = s
+            .containers
+            .get_mut(container)
+            .expect("a container of that name");
+        c.labels.insert(key.to_owned(), value.to_owned());
+    }
+
     pub fn add_image(&self, reference: &str) {
         self.state.lock().unwrap().images.push(reference.to_owned());
     }
@@ -91,10 +101,6 @@ impl Fake {
     fn record(&self, call: String) {
         self.state.lock().unwrap().calls.push(call);
     }
-}
-
-fn of_project(labels: &BTreeMap<String, String>, project: &str) -> bool {
-    labels.get(LABEL_PROJECT).map(String::as_str) == Some(project)
 }
 
 fn add(
@@ -132,7 +138,7 @@ fn drop_one(
 fn list(resources: &BTreeMap<String, ResourceInfo>, project: &str) -> Vec<ResourceInfo> {
     resources
         .values()
-        .filter(|r| of_project(&r.labels, project))
+        .filter(|r| names::labelled_for(&r.labels, project))
         .cloned()
         .collect()
 }
@@ -166,14 +172,13 @@ impl Engine for Fake {
     }
 
     async fn list_images(&self, project: &str) -> Result<Vec<String>> {
-        let prefix = format!("localhost/devbox-{project}-");
         Ok(self
             .state
             .lock()
             .unwrap()
             .images
             .iter()
-            .filter(|i| i.starts_with(&prefix))
+            .filter(|i| names::is_image_of(project, i))
             .cloned()
             .collect())
     }
@@ -202,7 +207,7 @@ impl Engine for Fake {
         let s = self.state.lock().unwrap();
         Ok(s.networks
             .iter()
-            .filter(|n| of_project(&n.labels, project))
+            .filter(|n| names::labelled_for(&n.labels, project))
             .cloned()
             .collect())
     }
@@ -290,7 +295,7 @@ impl Engine for Fake {
         let s = self.state.lock().unwrap();
         Ok(s.containers
             .values()
-            .filter(|c| of_project(&c.labels, project))
+            .filter(|c| names::labelled_for(&c.labels, project))
             .cloned()
             .collect())
     }

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::plan::names;
+
 pub use deadline::{Deadlined, Limits};
 pub use select::{connect, discover, listening, Endpoint, Kind, Selection, ServiceGuard};
 pub use spec::{container_spec, BuildSpec, ContainerSpec, HealthSpec, MountSpec, NativeSpec};
@@ -108,13 +110,11 @@ pub struct ContainerInfo {
 
 impl ContainerInfo {
     pub fn service(&self) -> Option<&str> {
-        self.labels
-            .get(crate::plan::LABEL_SERVICE)
-            .map(String::as_str)
+        self.labels.get(names::LABEL_SERVICE).map(String::as_str)
     }
 
     pub fn config_hash(&self) -> Option<&str> {
-        self.labels.get(crate::plan::LABEL_HASH).map(String::as_str)
+        self.labels.get(names::LABEL_HASH).map(String::as_str)
     }
 
     pub fn running(&self) -> bool {
@@ -299,7 +299,8 @@ pub trait Engine {
 }
 
 /// The engine devbox talks to, chosen at run time. Its `list_*` keep only resources
-/// named the way devbox names them (`PROJECT-SERVICE`, `PROJECT`, `PROJECT_KEY`): files
+/// named the way devbox names them ([`names`]: `PROJECT-SERVICE`, an instance's
+/// `PROJECT-SERVICE-INSTANCE`, `PROJECT`, `PROJECT_KEY`): files
 /// rendered by devbox carry its labels, and what other tools create from them must never
 /// be taken for devbox's own — least of all by `down --volumes`.
 pub enum AnyEngine {
@@ -350,10 +351,9 @@ impl Engine for AnyEngine {
     }
     async fn list_images(&self, project: &str) -> Result<Vec<String>> {
         let all = each!(self, e => e.list_images(project).await)?;
-        let prefix = format!("localhost/devbox-{project}-");
         Ok(all
             .into_iter()
-            .filter(|t| t.starts_with(&prefix) || !t.contains('/'))
+            .filter(|t| names::is_image_of(project, t) || !t.contains('/'))
             .collect())
     }
     async fn remove_image(&self, reference: &str) -> Result<()> {
@@ -371,7 +371,7 @@ impl Engine for AnyEngine {
         let all = each!(self, e => e.list_networks(project).await)?;
         Ok(all
             .into_iter()
-            .filter(|n| named_by_devbox(project, &n.name, '_'))
+            .filter(|n| names::is_projects_resource(project, &n.name, &n.labels))
             .collect())
     }
     async fn networks_named(&self, name: &str) -> Result<Vec<ResourceInfo>> {
@@ -387,7 +387,7 @@ impl Engine for AnyEngine {
         let all = each!(self, e => e.list_volumes(project).await)?;
         Ok(all
             .into_iter()
-            .filter(|v| named_by_devbox(project, &v.name, '_'))
+            .filter(|v| names::is_projects_resource(project, &v.name, &v.labels))
             .collect())
     }
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
@@ -398,13 +398,7 @@ impl Engine for AnyEngine {
     }
     async fn list_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
         let all = each!(self, e => e.list_containers(project).await)?;
-        Ok(all
-            .into_iter()
-            .filter(|c| {
-                c.service()
-                    .is_some_and(|s| c.name == format!("{project}-{s}"))
-            })
-            .collect())
+        Ok(projects_containers(project, all))
     }
     async fn inspect_container(&self, id: &str) -> Result<ContainerInfo> {
         each!(self, e => e.inspect_container(id).await)
@@ -545,28 +539,58 @@ pub async fn inspect_all<E: Engine>(engine: &E, ids: &[String]) -> Result<Vec<Co
     Ok(out)
 }
 
-/// Whether a network or volume name is one devbox gives: the project's own name, or
-/// `PROJECT<sep>KEY`.
-pub fn named_by_devbox(project: &str, name: &str, sep: char) -> bool {
-    name == project
-        || name
-            .strip_prefix(project)
-            .and_then(|rest| rest.strip_prefix(sep))
-            .is_some_and(|key| !key.is_empty())
+/// Of the containers an engine lists by the project's label, those devbox made for it
+/// (see [`names::is_projects_container`]): a service's and its instances'.
+fn projects_containers(project: &str, all: Vec<ContainerInfo>) -> Vec<ContainerInfo> {
+    all.into_iter()
+        .filter(|c| names::is_projects_container(project, &c.name, &c.labels))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::named_by_devbox;
+    use super::*;
 
+    fn container(name: &str, labels: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            image: "localhost/x:1".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            state: "running".into(),
+            health: None,
+            exit_code: None,
+            ports: Vec::new(),
+            pid: None,
+            monitor_pid: None,
+            restarts: None,
+        }
+    }
+
+    // The listing kept only `PROJECT-SERVICE`, so an instance container of a service
+    // (`PROJECT-SERVICE-INSTANCE`) would have been invisible to `down` and `status`.
     #[test]
-    fn only_devbox_names_count_as_devbox_resources() {
-        assert!(named_by_devbox("refbox", "refbox", '_'));
-        assert!(named_by_devbox("refbox", "refbox_sock", '_'));
-        // What podman-compose (project "peer") and kube play make from rendered files.
-        assert!(!named_by_devbox("refbox", "peer_sock", '_'));
-        assert!(!named_by_devbox("refbox", "refbox-sock", '_'));
-        assert!(!named_by_devbox("refbox", "refbox_", '_'));
-        assert!(!named_by_devbox("refbox", "refboxes_sock", '_'));
+    fn the_listing_keeps_a_services_instances_and_drops_what_others_named() {
+        let web = [(names::LABEL_PROJECT, "p"), (names::LABEL_SERVICE, "web")];
+        let instance = [
+            (names::LABEL_PROJECT, "p"),
+            (names::LABEL_SERVICE, "web"),
+            (names::LABEL_INSTANCE, "acme"),
+        ];
+        let listed = projects_containers(
+            "p",
+            vec![
+                container("p-web", &web),
+                container(&names::instance_container("p", "web", "acme"), &instance),
+                // `docker compose` on a rendered file: devbox's labels, compose's name.
+                container("p-web-1", &web),
+                container("p_web_1", &web),
+            ],
+        );
+        let names: Vec<&str> = listed.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["p-web", "p-web-acme"]);
     }
 }

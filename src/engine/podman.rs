@@ -27,7 +27,7 @@ use super::{
     ResourceInfo, Result, VolumeSpec,
 };
 use crate::config::model::Userns;
-use crate::plan::LABEL_PROJECT;
+use crate::plan::names;
 
 const API: &str = "/v4.3.1";
 
@@ -134,7 +134,7 @@ fn network_info(n: podman_api::models::Network) -> ResourceInfo {
 }
 
 fn label_filter(project: &str) -> (String, String) {
-    (LABEL_PROJECT.to_owned(), project.to_owned())
+    (names::LABEL_PROJECT.to_owned(), project.to_owned())
 }
 
 fn map<K: Clone + Ord, V: Clone>(m: &Option<std::collections::HashMap<K, V>>) -> BTreeMap<K, V> {
@@ -442,7 +442,7 @@ impl Engine for Podman {
     }
 
     async fn list_images(&self, project: &str) -> Result<Vec<String>> {
-        let filters = json!({ "label": [format!("{LABEL_PROJECT}={project}")] }).to_string();
+        let filters = json!({ "label": [names::project_filter(project)] }).to_string();
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("filters", &filters);
         let v: Value = self

@@ -10,6 +10,7 @@ use super::values::{normalize, pairs};
 use super::yaml::{Loc, Node, V};
 use super::{Ctx, Mode, Note};
 use crate::config::diagnostic::KeyPath;
+use crate::plan::names;
 
 /// Sets the service's `image`, from `build` when it has one.
 pub(super) fn image(ctx: &mut Ctx, s: &mut Service) {
@@ -88,31 +89,28 @@ fn build(ctx: &mut Ctx, s: &mut Service, b: &Node, image_text: Option<String>) {
         });
         s.t.insert(
             "image",
-            toml_edit::value(format!("localhost/devbox-{}-{name}:unbuilt", ctx.project)),
+            toml_edit::value(names::image_tag(&ctx.project, name, "unbuilt")),
         );
         ctx.at(s.key.key("image"), at);
         return;
     }
     // devbox's own rendering tags `localhost/devbox-PROJECT-KEY:HASH`.
-    let own = format!("localhost/devbox-{}-", ctx.project);
     let image_key = image_text
         .as_deref()
-        .and_then(|i| i.strip_prefix(own.as_str()))
-        .and_then(|r| r.split_once(':'))
-        .map(|(k, _)| k.to_owned())
-        .unwrap_or_else(|| name.to_owned());
+        .and_then(|i| names::image_key(&ctx.project, i))
+        .map_or_else(|| name.to_owned(), str::to_owned);
     if let (Some(i), false) = (
         &image_text,
         image_text
             .as_deref()
-            .is_some_and(|i| i.starts_with(own.as_str())),
+            .is_some_and(|i| names::is_image_of(&ctx.project, i)),
     ) {
         ctx.note(
             &format!("{path}.image"),
             kat("image"),
             format!(
-                "built images are tagged by devbox (localhost/devbox-{}-{image_key}:HASH), not `{i}`",
-                ctx.project
+                "built images are tagged by devbox ({}:HASH), not `{i}`",
+                names::image_repository(&ctx.project, &image_key)
             ),
         );
     }

@@ -24,8 +24,7 @@ pub(super) fn sanitize_name(s: &str) -> String {
 
 /// The labels devbox sets itself (its rendered files carry them).
 fn is_devbox_label(k: &str) -> bool {
-    use crate::plan::{LABEL_HASH, LABEL_KIND, LABEL_PROJECT, LABEL_SERVICE};
-    [LABEL_PROJECT, LABEL_SERVICE, LABEL_HASH, LABEL_KIND].contains(&k)
+    crate::plan::names::RENDERED_LABELS.contains(&k)
 }
 
 /// `labels` as a map or a list of `K=V`, without devbox's own.

@@ -8,21 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::config::model::{self, Config, EngineChoice, ImageRef, Mount};
+use crate::config::model::{self, Config, EngineChoice, ImageRef};
 
-pub const LABEL_PROJECT: &str = "devbox.project";
-pub const LABEL_SERVICE: &str = "devbox.service";
-pub const LABEL_HASH: &str = "devbox.config-hash";
-pub const LABEL_KIND: &str = "devbox.kind";
-/// The project directory a container was made from. Set by apply on the engine's
-/// containers only (not in rendered files), and left out of the config hash.
-pub const LABEL_DIR: &str = "devbox.project-dir";
-/// On what `verify` makes under its throwaway project name: the real project's name, so
-/// that the project's next `up`, `verify` or `reset` can remove what a killed run left
-/// (`podman ps -a --filter label=devbox.parent=NAME` lists it).
-pub const LABEL_PARENT: &str = "devbox.parent";
+pub mod hash;
+pub mod names;
+
+pub use hash::hash_of;
+
+pub use names::{LABEL_DIR, LABEL_HASH, LABEL_KIND, LABEL_PARENT, LABEL_PROJECT, LABEL_SERVICE};
 
 /// The network every service joins unless it names its own.
 pub const DEFAULT_NETWORK: &str = "default";
@@ -50,7 +44,8 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ImagePlan {
     pub key: String,
-    /// `localhost/devbox-PROJECT-KEY:HASH12`
+    /// `localhost/devbox-PROJECT-KEY:DIGEST12`, the tag `up` builds: a digest of `hash`
+    /// and the context's files.
     pub tag: String,
     pub hash: String,
     pub labels: BTreeMap<String, String>,
@@ -112,20 +107,6 @@ impl Plan {
     }
 }
 
-/// sha2 over the canonical JSON of `value` (maps are ordered, so equal settings hash
-/// equal).
-pub fn hash_of<T: Serialize>(value: &T) -> String {
-    let json = serde_json::to_vec(value).expect("plan values serialize");
-    hex::encode(Sha256::digest(json))
-}
-
-fn labels(project: &str, kind: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut l = extra.clone();
-    l.insert(LABEL_PROJECT.into(), project.into());
-    l.insert(LABEL_KIND.into(), kind.into());
-    l
-}
-
 /// Builds the plan. The config is valid, so this cannot fail.
 pub fn plan(config: &Config) -> Plan {
     let project = config.project.name.clone();
@@ -143,11 +124,11 @@ pub fn plan(config: &Config) -> Plan {
                 &spec.args,
                 &spec.target,
             ));
-            let mut l = labels(&project, "image", &BTreeMap::new());
+            let mut l = names::labels(&project, "image", &BTreeMap::new());
             l.insert(LABEL_HASH.into(), hash.clone());
             ImagePlan {
                 key: key.clone(),
-                tag: format!("localhost/devbox-{project}-{key}:{}", &hash[..12]),
+                tag: names::image_tag(&project, key, &hash),
                 hash,
                 labels: l,
                 spec: spec.clone(),
@@ -160,11 +141,11 @@ pub fn plan(config: &Config) -> Plan {
         .iter()
         .map(|(key, v)| {
             let hash = hash_of(&v.labels);
-            let mut l = labels(&project, "volume", &v.labels);
+            let mut l = names::labels(&project, "volume", &v.labels);
             l.insert(LABEL_HASH.into(), hash.clone());
             VolumePlan {
                 key: key.clone(),
-                name: format!("{project}_{key}"),
+                name: names::resource(&project, key),
                 hash,
                 labels: l,
             }
@@ -210,27 +191,16 @@ pub fn plan(config: &Config) -> Plan {
             // A native service runs a host program: there is no image.
             ImageRef::Host => String::new(),
         };
-        // Named volumes and networks by their engine names, so renaming the project
-        // recreates the service.
-        let mounts: Vec<String> = spec
-            .mounts
-            .iter()
-            .map(|m| match m {
-                Mount::Volume { name, .. } => format!("{project}_{name}"),
-                Mount::Bind { source, .. } => source.display().to_string(),
-            })
-            .collect();
-        let hash = hash_of(&(&engine_view(spec), &image, &nets, &mounts, &project));
-        let mut l = labels(&project, "service", &spec.labels);
+        let mut l = names::labels(&project, "service", &spec.labels);
         l.insert(LABEL_SERVICE.into(), name.clone());
-        l.insert(LABEL_HASH.into(), hash.clone());
         services.push(ServicePlan {
-            container_name: format!("{project}-{name}"),
+            container_name: names::container(&project, &name),
             name,
             image,
             networks: nets,
             labels: l,
-            hash,
+            // Set below, once the plan's names are all known.
+            hash: String::new(),
             notes,
             spec: spec.clone(),
         });
@@ -239,12 +209,12 @@ pub fn plan(config: &Config) -> Plan {
         let mut n = network_plan(&project, DEFAULT_NETWORK, false, &BTreeMap::new());
         // Named like the project itself (`PROJECT`), as devbox names a project's own
         // network; declared networks are `PROJECT_KEY`.
-        n.name = project.clone();
+        n.name = names::default_network(&project);
         networks.push(n);
         networks.sort_by(|a, b| a.key.cmp(&b.key));
     }
 
-    Plan {
+    let mut plan = Plan {
         image_project: project.clone(),
         project,
         dir: config.dir.clone(),
@@ -257,22 +227,55 @@ pub fn plan(config: &Config) -> Plan {
         services,
         probes: config.probes.clone(),
         workers: config.workers.clone(),
+    };
+    built_tags(&mut plan);
+    for i in 0..plan.services.len() {
+        let hash = service_hash(&plan, &plan.services[i]);
+        let s = &mut plan.services[i];
+        s.labels.insert(LABEL_HASH.into(), hash.clone());
+        s.hash = hash;
+    }
+    plan
+}
+
+/// Tags each built image as `up` builds it, by the digest of its context
+/// ([`crate::apply::context`]), so that what the plan (and every file rendered from it)
+/// names is the image that is built. A context that cannot be read keeps the tag of its
+/// settings alone; `up` reports the unreadable file when it builds.
+fn built_tags(plan: &mut Plan) {
+    let skip = crate::apply::context_skips(plan);
+    for image in &mut plan.images {
+        if let Ok(ctx) = crate::apply::context::prepare(&plan.project, image, &skip) {
+            image.tag = ctx.tag;
+        }
+    }
+    for s in &mut plan.services {
+        if let ImageRef::Built(k) = &s.spec.image {
+            if let Some(i) = plan.images.iter().find(|i| &i.key == k) {
+                s.image = i.tag.clone();
+            }
+        }
     }
 }
 
-/// A service as the engine sees it: without what only devbox's reports use (which
-/// defaults were filled in, audit waivers, how a bind source was spelled), so that equal
-/// containers hash equal however the file wrote them.
-fn engine_view(spec: &model::Service) -> model::Service {
-    let mut s = spec.clone();
-    s.defaults_applied.clear();
-    s.waivers.clear();
-    for m in &mut s.mounts {
-        if let Mount::Bind { source_rel, .. } = m {
-            source_rel.clear();
+/// The config hash of the container the plan describes for `s`, before any engine's
+/// adjustments: [`hash::config_hash`], the function `up` computes the label with over
+/// what it sends. A built image counts here by its build settings (the tag of its
+/// [`ImagePlan::hash`]), not by its context's files, so that the plan and the files
+/// rendered from it change with the settings only; `up`'s label adds the content tag. An
+/// env file that cannot be read is left out; `up` reports it.
+fn service_hash(plan: &Plan, s: &ServicePlan) -> String {
+    let mut s = s.clone();
+    if let ImageRef::Built(k) = &s.spec.image {
+        if let Some(i) = plan.image(k) {
+            s.image = names::image_tag(&plan.project, k, &i.hash);
         }
     }
-    s
+    let spec = crate::engine::container_spec(plan, &s).unwrap_or_else(|_| {
+        s.spec.env_files.clear();
+        crate::engine::container_spec(plan, &s).expect("only env files are read")
+    });
+    hash::config_hash(&spec)
 }
 
 fn network_plan(
@@ -282,11 +285,11 @@ fn network_plan(
     extra: &BTreeMap<String, String>,
 ) -> NetworkPlan {
     let hash = hash_of(&(internal, extra));
-    let mut l = labels(project, "network", extra);
+    let mut l = names::labels(project, "network", extra);
     l.insert(LABEL_HASH.into(), hash.clone());
     NetworkPlan {
         key: key.into(),
-        name: format!("{project}_{key}"),
+        name: names::resource(project, key),
         internal,
         hash,
         labels: l,

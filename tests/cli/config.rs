@@ -453,8 +453,8 @@ fn a_native_services_hash_covers_its_policy() {
     assert_eq!(before, service_hash(&plan_json(&p), "web"));
 }
 
-// Containers made before native services existed must not all be recreated: the new
-// keys stay out of a container's hash (values from the release before them).
+// A container's hash is pinned: a changed hash recreates every container of every user,
+// so it changes only on purpose, with a new hash version (`up` then says why).
 #[test]
 fn a_containers_hash_is_what_it_was_before_native_services() {
     let p = Project::with_toml(
@@ -476,11 +476,11 @@ memory = "64m"
     let plan = plan_json(&p);
     assert_eq!(
         service_hash(&plan, "a"),
-        "4061cf523949128027964f49fe747be7976656cdbb688236c1c8bc59e3a2e7a8"
+        "v2-46424e773854b91de33021901811373f802422f911993ddc8d62b753253cdb72"
     );
     assert_eq!(
         service_hash(&plan, "b"),
-        "d316c87aec34e9c1df89560c610ecee91e628cb31bfa417f50d945290d71b5b0"
+        "v2-2e9216329fb492acf9eb402275b327ea5888fee4e6bca44b8af3e09d892cd01d"
     );
 }
 

@@ -21,6 +21,7 @@ mod engine;
 mod engine_deadline;
 mod errors;
 mod examples;
+mod hashes;
 mod import;
 mod interrupts;
 mod local_dev;

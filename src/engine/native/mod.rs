@@ -29,7 +29,7 @@ use super::{
     ExecOutput, ExecSpec, Kind, LogOptions, LogStream, NetworkSpec, PublishedPort, ResourceInfo,
     Result, VolumeSpec,
 };
-use crate::plan::LABEL_PROJECT;
+use crate::plan::names::{self, LABEL_PROJECT};
 use crate::runner::state;
 
 pub use convert::resolve_user;
@@ -265,10 +265,6 @@ fn read_records<T: for<'de> Deserialize<'de>>(dir: &Path) -> std::result::Result
     Ok(out)
 }
 
-fn of_project(labels: &BTreeMap<String, String>, project: &str) -> bool {
-    labels.get(LABEL_PROJECT).map(String::as_str) == Some(project)
-}
-
 fn now() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
@@ -330,7 +326,7 @@ impl Engine for Native {
         Ok(self
             .networks()?
             .into_iter()
-            .filter(|n| of_project(&n.labels, project))
+            .filter(|n| names::labelled_for(&n.labels, project))
             .map(|n| ResourceInfo {
                 id: n.id,
                 name: n.name,
@@ -405,7 +401,7 @@ impl Engine for Native {
         Ok(self
             .volumes()?
             .into_iter()
-            .filter(|v| of_project(&v.labels, project))
+            .filter(|v| names::labelled_for(&v.labels, project))
             .map(|v| ResourceInfo {
                 id: v.name.clone(),
                 name: v.name,
