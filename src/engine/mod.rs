@@ -547,6 +547,20 @@ fn projects_containers(project: &str, all: Vec<ContainerInfo>) -> Vec<ContainerI
         .collect()
 }
 
+/// The spec of the first service of the `sandbox.toml` in `dir`, as `up` makes it (for
+/// the engines' unit tests).
+#[cfg(test)]
+pub(crate) fn first_spec_in(dir: &std::path::Path) -> ContainerSpec {
+    let loaded = crate::config::load(&crate::config::LoadOptions {
+        file: Some(dir.join("sandbox.toml")),
+        cwd: dir.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plan = crate::plan::plan(&loaded.config);
+    container_spec(&plan, &plan.services[0]).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -829,14 +829,7 @@ mod tests {
             format!("[project]\nname = \"p\"\n\n[services.web]\nimage = \"localhost/base:latest\"\n{service}"),
         )
         .unwrap();
-        let loaded = crate::config::load(&crate::config::LoadOptions {
-            file: Some(dir.path().join("sandbox.toml")),
-            cwd: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        let plan = crate::plan::plan(&loaded.config);
-        crate::engine::container_spec(&plan, &plan.services[0]).unwrap()
+        crate::engine::first_spec_in(dir.path())
     }
 
     #[test]

@@ -273,14 +273,7 @@ policy = { net = "host" }
 "#,
         )
         .unwrap();
-        let loaded = crate::config::load(&crate::config::LoadOptions {
-            file: Some(dir.path().join("sandbox.toml")),
-            cwd: dir.path().to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        let plan = crate::plan::plan(&loaded.config);
-        let spec = crate::engine::container_spec(&plan, &plan.services[0]).unwrap();
+        let spec = crate::engine::first_spec_in(dir.path());
         let data = tempfile::tempdir().unwrap();
         let native = Native {
             runtime: data.path().join("run"),
