@@ -56,6 +56,10 @@ impl Nest {
             .into_iter()
             .filter(|c| have.iter().any(|h| h == c.name()))
             .collect();
+        if wanted.is_empty() {
+            // Nothing to hand down: the runs say why they have no cgroup, as without one.
+            return Ok(Err("no controller is delegated here".into()));
+        }
         let own = match decide(&host, &wanted) {
             Ok(Target::Delegated { own }) => own,
             Ok(_) => return Ok(Err("this cgroup is not delegated".into())),
