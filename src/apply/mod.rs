@@ -7,29 +7,34 @@
 //! anything else about it is the engine's business. Never parses configuration.
 
 pub mod context;
+mod down;
+mod images;
 pub mod lock;
 pub mod observe;
 pub mod ports;
 pub mod progress;
 pub mod reconcile;
+mod wait;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-
 use crate::config::model::{Condition, ImageRef, Mount, Userns};
 use crate::data::{self, DataError};
 use crate::engine::{
-    container_spec, BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo,
-    ErrorKind, Kind, LogOptions, NetworkSpec, ResourceInfo, VolumeSpec,
+    container_spec, ContainerInfo, ContainerSpec, Engine, EngineError, EngineInfo, ErrorKind, Kind,
+    NetworkSpec, ResourceInfo, VolumeSpec,
 };
 use crate::fsutil::PathError;
 use crate::plan::names::{self, LABEL_DIR, LABEL_HASH, LABEL_STOP_GRACE};
 use crate::plan::{NetworkPlan, Plan, ServicePlan};
+pub use down::{down, DownOptions, DownReport, SERVICE_GRACE};
+pub(crate) use images::context_skips;
+pub use images::{build_images, image_tags};
 pub use progress::Progress;
 pub use reconcile::{reconcile, Reconciled, ServiceState};
+pub use wait::{last_logs, wait_for};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -236,173 +241,6 @@ fn share_data_dirs(
         }
     }
     Ok(())
-}
-
-/// Builds the images the plan declares (unless their content tag exists) and returns
-/// the tag each image key resolves to.
-pub async fn build_images<E: Engine>(
-    engine: &E,
-    plan: &Plan,
-    force: bool,
-    ui: &Progress,
-    built: &mut Vec<String>,
-) -> Result<BTreeMap<String, String>, ApplyError> {
-    let mut tags = BTreeMap::new();
-    let skip = context_skips(plan);
-    for image in &plan.images {
-        let key = format!("image {}", image.key);
-        let ctx = context::prepare(&plan.image_project, image, &skip)?;
-        if !force && engine.image_exists(&ctx.tag).await? {
-            tags.insert(image.key.clone(), ctx.tag);
-            continue;
-        }
-        let files = crate::words::count(ctx.files, "file");
-        ui.step(&key, &format!("building {} ({files})", ctx.tag));
-        let spec = BuildSpec::new(image, ctx.containerfile.clone());
-        let spec = BuildSpec {
-            tag: ctx.tag.clone(),
-            ..spec
-        };
-        let mut lines: Vec<String> = Vec::new();
-        let result = {
-            let mut on_line = |l: &str| {
-                ui.detail(&key, l);
-                lines.push(l.to_owned());
-            };
-            engine.build(&spec, ctx.tar, &mut on_line).await
-        };
-        if let Err(mut e) = result {
-            if !ui.verbose {
-                let tail: Vec<&String> = lines.iter().rev().take(30).rev().collect();
-                for l in tail {
-                    e.message.push_str("\n  | ");
-                    e.message.push_str(l);
-                }
-            }
-            ui.done(&key, "build failed");
-            return Err(e.into());
-        }
-        ui.done(&key, &format!("built {}", ctx.tag));
-        built.push(image.key.clone());
-        tags.insert(image.key.clone(), ctx.tag);
-    }
-    Ok(tags)
-}
-
-/// The last `n` log lines of a container, for error messages.
-pub async fn last_logs<E: Engine>(engine: &E, id: &str, n: usize) -> Vec<String> {
-    let opts = LogOptions {
-        follow: false,
-        since: None,
-        tail: Some(n),
-    };
-    let Ok(mut s) = engine.logs(id, &opts).await else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Some(Ok(l)) = s.next().await {
-        out.push(l.text);
-    }
-    out
-}
-
-/// Waits until the container satisfies `cond` (`Healthy` also means running without a
-/// healthcheck). Runs the healthcheck itself on engines that need it.
-pub async fn wait_for<E: Engine>(
-    engine: &E,
-    service: &ServicePlan,
-    id: &str,
-    cond: Condition,
-    deadline: Instant,
-) -> Result<ContainerInfo, ApplyError> {
-    let interval = service
-        .spec
-        .healthcheck
-        .as_ref()
-        .map_or(Duration::from_secs(1), |h| {
-            Duration::from_millis(h.interval_ms.max(100))
-        });
-    let has_check = service.spec.healthcheck.is_some();
-    let mut last_poke: Option<Instant> = None;
-    // Most services are up within milliseconds on a local engine: look again soon at
-    // first, then every 100 ms.
-    let mut pause = Duration::from_millis(5);
-    let fail = |problem: String| async move {
-        ApplyError::Service {
-            service: service.name.clone(),
-            problem,
-            logs: last_logs(engine, id, 20).await,
-        }
-    };
-    loop {
-        let c = engine.inspect_container(id).await?;
-        let exited = matches!(c.state.as_str(), "exited" | "stopped" | "dead");
-        let code = c.exit_code.unwrap_or(0);
-        match cond {
-            Condition::Completed if exited => {
-                if code == 0 {
-                    return Ok(c);
-                }
-                return Err(fail(format!("exited with code {code}")).await);
-            }
-            Condition::Completed => {}
-            _ if exited => {
-                return Err(fail(format!("exited with code {code} while starting")).await);
-            }
-            Condition::Started if c.running() => return Ok(c),
-            Condition::Healthy if c.running() && !has_check => return Ok(c),
-            Condition::Healthy if c.health.as_deref() == Some("healthy") => return Ok(c),
-            Condition::Healthy if c.health.as_deref() == Some("unhealthy") => {
-                return Err(fail("is unhealthy".into()).await);
-            }
-            _ => {}
-        }
-        if Instant::now() >= deadline {
-            let what = match cond {
-                Condition::Healthy if has_check => "healthy",
-                Condition::Completed => "completed",
-                _ => "running",
-            };
-            return Err(fail(format!(
-                "was not {what} in time (state {}, health {})",
-                c.state,
-                c.health.as_deref().unwrap_or("none")
-            ))
-            .await);
-        }
-        if has_check && c.running() && last_poke.is_none_or(|t| t.elapsed() >= interval) {
-            last_poke = Some(Instant::now());
-            engine.run_healthcheck(id).await?;
-            continue;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// The image tag each image key resolves to, without building (for `status`).
-pub fn image_tags(plan: &Plan) -> Result<BTreeMap<String, String>, ApplyError> {
-    let skip = context_skips(plan);
-    let mut tags = BTreeMap::new();
-    for image in &plan.images {
-        tags.insert(
-            image.key.clone(),
-            context::prepare(&plan.image_project, image, &skip)?.tag,
-        );
-    }
-    Ok(tags)
-}
-
-/// What a build context never sends: the data tree (as planned and as the file names
-/// it) and devbox's own files.
-pub(crate) fn context_skips(plan: &Plan) -> [PathBuf; 4] {
-    [
-        plan.data.root.clone(),
-        // The data root as the file names it (`verify` runs on a copy elsewhere).
-        plan.dir.join(&plan.data.root_rel),
-        plan.file.clone(),
-        plan.file.with_file_name("sandbox.local.toml"),
-    ]
 }
 
 /// The container devbox wants for a service on this engine. Its `devbox.config-hash`
@@ -915,79 +753,6 @@ async fn start_one<E: Engine>(
         engine.connect_network(id, n, &s.name).await?;
     }
     Ok(())
-}
-
-/// A [`DownOptions::timeout_s`] that waits each container's own grace period.
-pub const SERVICE_GRACE: u32 = u32::MAX;
-
-#[derive(Debug, Clone, Default)]
-pub struct DownOptions {
-    /// Also remove the project's named volumes (the caller has listed and confirmed them).
-    pub volumes: bool,
-    /// Seconds to wait before killing; [`SERVICE_GRACE`] gives each container its
-    /// service's `stop_grace_period`.
-    pub timeout_s: u32,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct DownReport {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-}
-
-/// Removes the project's containers and networks (and named volumes when asked).
-/// Finds everything by label, so services since removed from the file go too. Never
-/// touches `.data`.
-pub async fn down<E: Engine>(
-    engine: &E,
-    project: &str,
-    opts: &DownOptions,
-    ui: &Progress,
-) -> Result<DownReport, ApplyError> {
-    let mut report = DownReport::default();
-    let containers = engine.list_containers(project).await?;
-    let stops = containers.iter().map(|c| async move {
-        ui.step(&c.name, "stopping");
-        if c.running() {
-            let t = if opts.timeout_s == SERVICE_GRACE {
-                stop_grace(c)
-            } else {
-                opts.timeout_s
-            };
-            engine.stop_container(&c.id, t).await?;
-        }
-        engine.remove_container(&c.id).await?;
-        ui.done(&c.name, "removed");
-        Ok::<_, EngineError>(c.name.clone())
-    });
-    for r in futures_util::future::join_all(stops).await {
-        match r {
-            Ok(n) => report.containers.push(n),
-            Err(e) if e.kind == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    // By id: Docker may hold two of one name, and then the name is ambiguous.
-    for n in engine.list_networks(project).await? {
-        match engine.remove_network(&n.id).await {
-            Ok(()) => report.networks.push(n.name),
-            Err(e) if e.kind == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if opts.volumes {
-        for v in engine.list_volumes(project).await? {
-            match engine.remove_volume(&v.name).await {
-                Ok(()) => report.volumes.push(v.name),
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    // Nothing that served the project outlives its `down`.
-    engine.release(project).await?;
-    Ok(report)
 }
 
 #[cfg(test)]
