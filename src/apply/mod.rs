@@ -354,7 +354,7 @@ async fn ensure_network<E: Engine>(
         found = engine.networks_named(&n.name).await?;
         refuse_foreign(&found)?;
     }
-    found.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    found.sort_by(|a, b| (created_key(&a.created), &a.id).cmp(&(created_key(&b.created), &b.id)));
     let mut found = found.into_iter();
     let Some(keep) = found.next() else {
         // Created, yet not listed (an engine that lists lazily): it is what was asked.
@@ -383,6 +383,31 @@ async fn ensure_network<E: Engine>(
         ));
     }
     Ok(keep)
+}
+
+/// An engine's RFC 3339 creation time, made comparable as text: Go writes fractions with
+/// their trailing zeros cut (`…:01.5Z`, `…:01.49Z`), which sort wrong as they are. The
+/// fraction is padded to nine digits; what comes before and after it is kept.
+fn created_key(created: &str) -> String {
+    let Some(dot) = created.find('.') else {
+        // No fraction: the same as `.000000000`, before the zone.
+        let zone = created
+            .char_indices()
+            .skip_while(|&(i, _)| i <= created.find('T').unwrap_or(0))
+            .find(|&(_, c)| c == 'Z' || c == '+' || c == '-')
+            .map_or(created.len(), |(i, _)| i);
+        return format!("{}.000000000{}", &created[..zone], &created[zone..]);
+    };
+    let digits = created[dot + 1..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    format!(
+        "{}.{:0<9}{}",
+        &created[..dot],
+        &created[dot + 1..dot + 1 + digits],
+        &created[dot + 1 + digits..]
+    )
 }
 
 /// Whether two spellings name one directory.

@@ -555,3 +555,28 @@ fn a_hash_of_the_older_form_recreates_once_and_says_why() {
     assert_eq!(r.recreated, vec!["web"]);
     assert!(r.reasons.is_empty(), "{:?}", r.reasons);
 }
+
+// Regression: two racing `up`s each made the network; one kept the older by its creation
+// time as text, where Go's cut trailing zeros sort `.4Z` after `.41Z`, so the two kept
+// different ones and one removed the network the other's container was on.
+#[test]
+fn creation_times_sort_by_time_whatever_their_fraction() {
+    let mut times = vec![
+        "2026-12-02T00:59:01.41Z",
+        "2026-12-02T00:59:01.4Z",
+        "2026-12-02T00:59:01Z",
+        "2026-12-02T00:59:01.123456789Z",
+        "2026-12-02T00:59:02.05+00:00",
+    ];
+    times.sort_by_key(|t| super::created_key(t));
+    assert_eq!(
+        times,
+        [
+            "2026-12-02T00:59:01Z",
+            "2026-12-02T00:59:01.123456789Z",
+            "2026-12-02T00:59:01.4Z",
+            "2026-12-02T00:59:01.41Z",
+            "2026-12-02T00:59:02.05+00:00",
+        ]
+    );
+}
