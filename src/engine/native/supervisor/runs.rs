@@ -6,7 +6,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{not_found, now_rfc3339, say, Entry, Sup, BACKOFF_MAX, BACKOFF_MIN, BACKOFF_RESET};
+use super::{
+    not_found, now_rfc3339, say, Entry, Held, Sup, BACKOFF_MAX, BACKOFF_MIN, BACKOFF_RESET,
+};
 use crate::engine::native::def::{Failure, RestartDef};
 use crate::engine::native::logs;
 use crate::engine::native::state::State;
@@ -228,27 +230,16 @@ impl Sup {
             .saturating_mul(1 << e.quick_failures.min(10))
             .min(BACKOFF_MAX);
         e.quick_failures += 1;
-        let wake = Instant::now() + delay;
-        loop {
-            let left = wake.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+        let waited = self.wait_while(all, Instant::now() + delay, |all| match all.get_mut(id) {
+            Some(e) if e.run == run && !e.stop_requested => true,
+            Some(e) => {
+                e.c.restarting = false;
+                let _ = self.save(&e.c);
+                false
             }
-            all = self
-                .changed
-                .wait_timeout(all, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            match all.get_mut(id) {
-                Some(e) if e.run == run && !e.stop_requested => {}
-                Some(e) => {
-                    e.c.restarting = false;
-                    let _ = self.save(&e.c);
-                    return;
-                }
-                None => return,
-            }
-        }
+            None => false,
+        });
+        let Some(mut all) = waited else { return };
         let Some(e) = all.get_mut(id) else { return };
         e.c.restarting = false;
         e.c.restarts += 1;
@@ -277,23 +268,14 @@ impl Sup {
         let mut failures = 0;
         loop {
             let (pid, def) = {
+                let running = |all: &mut Held<'_>| matches!(all.get(id), Some(e) if e.run == run && e.c.record.state == State::Running);
                 let mut all = self.lock();
-                let wake = Instant::now() + wait;
-                loop {
-                    match all.get(id) {
-                        Some(e) if e.run == run && e.c.record.state == State::Running => {}
-                        _ => return,
-                    }
-                    let left = wake.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    all = self
-                        .changed
-                        .wait_timeout(all, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                if !running(&mut all) {
+                    return;
                 }
+                let Some(all) = self.wait_while(all, Instant::now() + wait, running) else {
+                    return;
+                };
                 let e = &all[id];
                 (e.c.record.pid, e.c.def.clone())
             };
@@ -326,6 +308,30 @@ impl Sup {
                 }
                 let _ = self.save(&e.c);
                 self.changed.notify_all();
+            }
+        }
+    }
+
+    /// Waits until `wake`, woken at each change to look again: the held state when
+    /// `wake` comes, `None` as soon as `go_on` says the wait is pointless.
+    fn wait_while<'a>(
+        &self,
+        mut all: Held<'a>,
+        wake: Instant,
+        mut go_on: impl FnMut(&mut Held<'a>) -> bool,
+    ) -> Option<Held<'a>> {
+        loop {
+            let left = wake.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Some(all);
+            }
+            all = self
+                .changed
+                .wait_timeout(all, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if !go_on(&mut all) {
+                return None;
             }
         }
     }
